@@ -1,0 +1,112 @@
+"""Letterbox preprocessing, defined once for training, export, calibration and the runtime.
+
+The image is scaled to fit the network input keeping its aspect ratio, centred, and the border
+filled with ``pad_value``. :class:`LetterboxTransform` records how to map boxes back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LetterboxTransform:
+    """Maps between source-image pixels and network-input pixels: ``net = src * scale + pad``."""
+
+    scale: float
+    pad_x: float
+    pad_y: float
+    source_size: tuple[int, int]  # (height, width) of the source image
+
+    def to_source(self, xyxy: np.ndarray) -> np.ndarray:
+        """Network-input boxes (n, 4) -> source pixels, clipped to the source image. In place."""
+        xyxy[:, [0, 2]] -= self.pad_x
+        xyxy[:, [1, 3]] -= self.pad_y
+        xyxy /= self.scale
+        h, w = self.source_size
+        xyxy[:, 0].clip(0, w, out=xyxy[:, 0])
+        xyxy[:, 2].clip(0, w, out=xyxy[:, 2])
+        xyxy[:, 1].clip(0, h, out=xyxy[:, 1])
+        xyxy[:, 3].clip(0, h, out=xyxy[:, 3])
+        return xyxy
+
+    def to_network(self, xyxy: np.ndarray) -> np.ndarray:
+        """Source-pixel boxes (n, 4) -> network-input pixels (new array)."""
+        out = np.asarray(xyxy, dtype=np.float32) * self.scale
+        out[:, [0, 2]] += self.pad_x
+        out[:, [1, 3]] += self.pad_y
+        return out
+
+
+def compute_transform(
+    source_size: tuple[int, int], input_size: tuple[int, int], scale_up: bool = True
+) -> tuple[LetterboxTransform, tuple[int, int]]:
+    """Scale and padding for a source (h, w) into an input (h, w). Returns (transform, resized (h, w))."""
+    src_h, src_w = source_size
+    dst_h, dst_w = input_size
+    if src_h <= 0 or src_w <= 0:
+        raise ValueError(f"letterbox: source image has no pixels ({src_w}x{src_h})")
+    scale = min(dst_h / src_h, dst_w / src_w)
+    if not scale_up:
+        scale = min(scale, 1.0)
+    new_w, new_h = round(src_w * scale), round(src_h * scale)
+    new_w, new_h = max(1, min(new_w, dst_w)), max(1, min(new_h, dst_h))
+    pad_x, pad_y = (dst_w - new_w) / 2, (dst_h - new_h) / 2
+    # Integer placement: the left/top border gets the rounded-down half.
+    left, top = round(pad_x - 0.1), round(pad_y - 0.1)
+    transform = LetterboxTransform(
+        scale=scale, pad_x=float(left), pad_y=float(top), source_size=(src_h, src_w)
+    )
+    return transform, (new_h, new_w)
+
+
+def letterbox(
+    image: np.ndarray,
+    input_size: tuple[int, int],
+    pad_value: int = 114,
+    out: np.ndarray | None = None,
+    scale_up: bool = True,
+) -> tuple[np.ndarray, LetterboxTransform]:
+    """Letterbox a HxWx3 uint8 image into ``out`` (allocated when None) of shape (*input_size, 3).
+
+    Reusing ``out`` across frames avoids a full-size allocation per frame; only the border is
+    refilled, and the resize writes straight into the centre region.
+    """
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"letterbox: expected an HxWx3 image, got shape {image.shape}")
+    dst_h, dst_w = input_size
+    if out is None:
+        out = np.empty((dst_h, dst_w, 3), dtype=np.uint8)
+    elif out.shape != (dst_h, dst_w, 3):
+        raise ValueError(f"letterbox: out buffer has shape {out.shape}, need {(dst_h, dst_w, 3)}")
+    transform, (new_h, new_w) = compute_transform(image.shape[:2], input_size, scale_up)
+    top, left = int(transform.pad_y), int(transform.pad_x)
+    bottom, right = top + new_h, left + new_w
+    # Border only: rows above/below, then columns left/right of the image region.
+    out[:top] = pad_value
+    out[bottom:] = pad_value
+    out[top:bottom, :left] = pad_value
+    out[top:bottom, right:] = pad_value
+    region = out[top:bottom, left:right]
+    if (new_h, new_w) == image.shape[:2]:
+        region[...] = image
+    else:
+        interpolation = cv2.INTER_AREA if transform.scale < 1 else cv2.INTER_LINEAR
+        resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+        region[...] = resized
+    return out, transform
+
+
+def to_network_input(
+    letterboxed_bgr: np.ndarray, scale: float = 1 / 255.0, rgb: bool = True, out: np.ndarray | None = None
+) -> np.ndarray:
+    """HxWx3 uint8 BGR -> (1, 3, H, W) float32 (RGB when ``rgb``), multiplied by ``scale``."""
+    h, w = letterboxed_bgr.shape[:2]
+    if out is None:
+        out = np.empty((1, 3, h, w), dtype=np.float32)
+    channels = letterboxed_bgr[..., ::-1] if rgb else letterboxed_bgr
+    np.multiply(channels.transpose(2, 0, 1), np.float32(scale), out=out[0], casting="unsafe")
+    return out

@@ -1,0 +1,111 @@
+"""Decode of the YOLOv5 head and class-aware non-maximum suppression, in vectorised numpy.
+
+The raw head of one image is (n, 5 + nc): cx, cy, w, h in network-input pixels, then objectness
+and per-class probabilities (sigmoid already applied by the model's Detect layer).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from stopsign.edge.detections import Detections
+from stopsign.edge.letterbox import LetterboxTransform
+
+# Offsets boxes of different classes so they never overlap: class-aware NMS in one pass.
+_CLASS_OFFSET = 8192.0
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix (len(a), len(b)) of xyxy boxes. Zero-area boxes have IoU 0 with everything."""
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = w * h
+    union = area_a[:, None] + area_b[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, inter / union, 0.0)
+    return iou.astype(np.float32)
+
+
+def nms(
+    boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, class_ids: np.ndarray | None = None
+) -> np.ndarray:
+    """Greedy NMS; returns kept indices ordered by descending score (ties: lower index first).
+
+    Exactly the classic greedy algorithm (a box is dropped when a higher-ranked *kept* box
+    overlaps it with IoU > threshold), computed without a Python loop over boxes: with ``S`` the
+    suppression matrix in rank order, ``keep[i] = not any(S[j, i] and keep[j] for j < i)`` has the
+    greedy result as its unique fixed point, and iterating it from all-True converges in as many
+    steps as the longest suppression chain (a handful in practice).
+    """
+    n = len(scores)
+    if n == 0:
+        return np.zeros((0,), dtype=np.int64)
+    boxes = np.asarray(boxes, dtype=np.float32)
+    if class_ids is not None:
+        boxes = boxes + (np.asarray(class_ids, dtype=np.float32) * _CLASS_OFFSET)[:, None]
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    ranked = boxes[order]
+    suppresses = np.triu(box_iou(ranked, ranked) > iou_threshold, k=1)
+    if not suppresses.any():
+        return order
+    keep = np.ones(n, dtype=bool)
+    for _ in range(n):  # bounded by the chain length; exits at the fixed point
+        new_keep = ~(suppresses & keep[:, None]).any(axis=0)
+        if np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    return order[keep]
+
+
+def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
+    out = np.empty_like(xywh)
+    half_w, half_h = xywh[:, 2] / 2, xywh[:, 3] / 2
+    out[:, 0] = xywh[:, 0] - half_w
+    out[:, 1] = xywh[:, 1] - half_h
+    out[:, 2] = xywh[:, 0] + half_w
+    out[:, 3] = xywh[:, 1] + half_h
+    return out
+
+
+def decode_yolov5(
+    raw: np.ndarray,
+    conf_threshold: float = 0.25,
+    iou_threshold: float = 0.45,
+    transform: LetterboxTransform | None = None,
+    max_candidates: int = 4096,
+    max_detections: int = 300,
+) -> Detections:
+    """Raw head of one image (n, 5 + nc) -> Detections after class-aware NMS.
+
+    Score is objectness x best class probability (one label per box, as YOLOv5's default).
+    Boxes are mapped to source pixels with ``transform`` when given, else left in input pixels.
+    """
+    if raw.ndim == 3:
+        if raw.shape[0] != 1:
+            raise ValueError(f"decode_yolov5 takes one image; got a batch of {raw.shape[0]}")
+        raw = raw[0]
+    if raw.ndim != 2 or raw.shape[1] < 6:
+        raise ValueError(f"decode_yolov5: expected (n, 5 + nc) output, got shape {raw.shape}")
+    objectness = raw[:, 4]
+    # Cheap prefilter on objectness: score = obj * cls <= obj.
+    candidates = np.flatnonzero(objectness > conf_threshold)
+    if candidates.size == 0:
+        return Detections.empty()
+    rows = raw[candidates].astype(np.float32, copy=False)
+    class_probs = rows[:, 5:]
+    class_id = class_probs.argmax(axis=1)
+    score = rows[:, 4] * class_probs[np.arange(len(rows)), class_id]
+    passing = score > conf_threshold
+    rows, class_id, score = rows[passing], class_id[passing], score[passing]
+    if len(score) > max_candidates:
+        top = np.argpartition(-score, max_candidates)[:max_candidates]
+        rows, class_id, score = rows[top], class_id[top], score[top]
+    xyxy = xywh_to_xyxy(rows[:, :4])
+    keep = nms(xyxy, score, iou_threshold, class_id)[:max_detections]
+    xyxy = xyxy[keep]
+    if transform is not None:
+        transform.to_source(xyxy)
+    return Detections(xyxy, score[keep], class_id[keep])

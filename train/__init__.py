@@ -1,0 +1,1 @@
+"""stopsign.train: YOLOv5 model, data, loss and trainer (needs the ``train`` extra: torch)."""

@@ -1,0 +1,47 @@
+"""``edge-train``: a thin dispatcher; each subcommand lives in its own module.
+
+Every subcommand module provides ``add_parser(subparsers)`` (registers its flags) and
+``run(args) -> int``. Add a subcommand by appending its module name to ``SUBCOMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (subcommand, module under stopsign.train, one-line help)
+SUBCOMMANDS: list[tuple[str, str, str]] = [
+    ("info", "stopsign.train.info", "layers, parameters and GFLOPs of a model config"),
+    (
+        "import-yolov5",
+        "stopsign.train.import_yolov5",
+        "convert an official pickled YOLOv5 checkpoint, safely",
+    ),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-train", description="Train, evaluate and inspect YOLOv5 stop-sign models."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name, help_text in SUBCOMMANDS:
+        module = importlib.import_module(module_name)
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        module.add_parser(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("edge-train: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""``edge-train info``: the layer table, parameter count and GFLOPs of a model config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import torch
+from stopsign.train.model.yolo import ModelConfigError, YoloModel
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def model_info(cfg: str, nc: int | None, img: int) -> dict[str, Any]:
+    """Per-layer and total parameters and GFLOPs (2 x multiply-accumulates) at ``img`` x ``img``."""
+    if img <= 0 or img % 32:
+        raise ValueError(f"--img must be a positive multiple of 32, got {img}")
+    model = YoloModel(cfg, nc=nc).eval()
+    model.detect.export = True
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(1, 3, img, img))
+    flops_by_module = counter.get_flop_counts()
+    layers = []
+    for index, layer in enumerate(model.model):
+        name = f"YoloModel.model.{index}"
+        flops = sum(flops_by_module.get(name, {}).values())
+        layers.append(
+            {
+                "index": index,
+                "from": layer.f,
+                "module": type(layer).__name__
+                if not isinstance(layer, torch.nn.Sequential)
+                else "Sequential",
+                "repeats": len(layer) if isinstance(layer, torch.nn.Sequential) else 1,
+                "params": sum(p.numel() for p in layer.parameters()),
+                "gflops": flops / 1e9,
+            }
+        )
+    return {
+        "name": model.name,
+        "nc": model.nc,
+        "img": img,
+        "layers": layers,
+        "params": model.num_parameters(),
+        "gflops": counter.get_total_flops() / 1e9,
+        "strides": model.strides,
+    }
+
+
+def format_table(info: dict[str, Any]) -> str:
+    lines = [f"{'#':>3} {'from':>12} {'n':>2} {'params':>10} {'GFLOPs':>8}  module"]
+    for layer in info["layers"]:
+        lines.append(
+            f"{layer['index']:>3} {layer['from']!s:>12} {layer['repeats']:>2} {layer['params']:>10,} "
+            f"{layer['gflops']:>8.3f}  {layer['module']}"
+        )
+    lines.append(
+        f"{info['name']}: {len(info['layers'])} layers, {info['params']:,} parameters, "
+        f"{info['gflops']:.2f} GFLOPs at {info['img']}x{info['img']}, nc={info['nc']}, strides {info['strides']}"
+    )
+    return "\n".join(lines)
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cfg", default="yolov5n", help="model YAML path or shipped name (yolov5n, yolov5s, ...)"
+    )
+    parser.add_argument(
+        "--nc", type=int, default=None, help="number of classes (required for {num_classes} templates)"
+    )
+    parser.add_argument("--img", type=int, default=416, help="input size in pixels for GFLOPs (default 416)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        info = model_info(args.cfg, args.nc, args.img)
+    except (ModelConfigError, ValueError) as exc:
+        print(f"edge-train info: {exc}")
+        return 2
+    print(json.dumps(info, indent=2) if args.json else format_table(info))
+    return 0
