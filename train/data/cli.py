@@ -1,0 +1,206 @@
+"""``edge-data``: import, check, split, synth, stats, preview, merge and drive-from-stills."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from stopsign.train.data.layout import DatasetError
+
+
+def _parse_map(items: list[str]) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for item in items:
+        name, sep, target = item.rpartition("=")
+        if not sep or not name:
+            raise DatasetError(f"--map expects NAME=stop_sign, got {item!r}")
+        mapping[name] = target
+    return mapping
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from stopsign.train.data.importer import ImportOptions, import_dataset
+
+    options = ImportOptions(
+        fmt=args.format,
+        mapping=_parse_map(args.map),
+        drop=set(args.drop),
+        confusers=set(args.confuser) if args.confuser else None,
+        keep_back_faces=args.keep_back_faces,
+        source_name=args.name or "",
+        licence=args.licence or "",
+        val=args.val,
+        seed=args.seed,
+    )
+    summary = import_dataset(args.src, args.out, options)
+    print("\n".join(summary.lines()))
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from stopsign.train.data.importer import merge_datasets
+
+    print(f"merged {merge_datasets(args.inputs, args.out)} images into {args.out}")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from stopsign.train.data.check import check_dataset, errors, write_fixed_copy
+
+    problems = check_dataset(args.dir)
+    for problem in problems:
+        print(problem)
+    bad = errors(problems)
+    print(f"{len(bad)} error(s), {len(problems) - len(bad)} warning(s) in {args.dir}", file=sys.stderr)
+    if args.fix:
+        kept, dropped = write_fixed_copy(args.dir, args.fix)
+        print(f"wrote cleaned copy {args.fix}: kept {kept} images, dropped {dropped}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _cmd_split(args: argparse.Namespace) -> int:
+    from stopsign.train.data.split import split_dataset
+
+    print("\n".join(split_dataset(args.dir, val=args.val, seed=args.seed).lines()))
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from stopsign.train.data.synth.generate import SynthOptions, generate_synthetic
+
+    options = SynthOptions(
+        n=args.n,
+        seed=args.seed,
+        size=args.size,
+        backgrounds=args.backgrounds,
+        workers=args.workers,
+        val=args.val,
+    )
+    counts = generate_synthetic(args.out, options)
+    print(f"wrote {sum(counts.values())} images to {args.out}: {counts}")
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from stopsign.train.data.stats import dataset_stats, write_box_histogram
+
+    stats = dataset_stats(args.dir)
+    print("\n".join(stats.lines()))
+    if args.histogram:
+        print(f"box-size histogram: {write_box_histogram(stats, args.histogram)}")
+    return 0
+
+
+def _cmd_preview(args: argparse.Namespace) -> int:
+    from stopsign.train.data.preview import write_preview
+
+    print(write_preview(args.dir, args.out, n=args.n, cols=args.cols, tile=args.tile, seed=args.seed))
+    return 0
+
+
+def _cmd_drives(args: argparse.Namespace) -> int:
+    from stopsign.train.data.drives import DriveOptions, drives_from_dataset
+
+    opts = DriveOptions(frames=args.frames, fps=args.fps, width=args.width, height=args.height)
+    written = drives_from_dataset(
+        args.dataset, args.out, args.approach, args.confuser, args.night, seed=args.seed, opts=opts
+    )
+    for folder in written:
+        print(folder)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-data", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("import", help="convert a YOLO/VOC/GTSDB/COCO set to the canonical layout")
+    p.add_argument("--format", required=True, choices=["yolo", "voc", "gtsdb", "coco"])
+    p.add_argument("src", type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument(
+        "--map", action="append", default=[], metavar="NAME=stop_sign", help="source class -> stop_sign"
+    )
+    p.add_argument(
+        "--drop", action="append", default=[], metavar="NAME", help="source class to remove entirely"
+    )
+    p.add_argument(
+        "--confuser", action="append", default=[], metavar="NAME", help="class that marks a confuser"
+    )
+    p.add_argument("--keep-back-faces", action="store_true", help="keep grey stop-sign backs as stop boxes")
+    p.add_argument("--name", help="source name (default: the folder name)")
+    p.add_argument("--licence", help="licence text (default: read from the export)")
+    p.add_argument("--val", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser("merge", help="merge canonical datasets (keeps their splits)")
+    p.add_argument("inputs", nargs="+", type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=_cmd_merge)
+
+    p = sub.add_parser("check", help="report every problem as file:line; non-zero exit on errors")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--fix", type=Path, metavar="OUT", help="write a cleaned copy to OUT (never in place)")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("split", help="stratified train/val split without near-duplicate leaks")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--val", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_split)
+
+    p = sub.add_parser("synth", help="procedural stop signs and confusers")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=416)
+    p.add_argument(
+        "--backgrounds", type=Path, help="canonical dataset whose non-stop photos serve as backgrounds"
+    )
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--val", type=float, default=0.2)
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("stats", help="counts per source/role/split, box sizes")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--histogram", type=Path, metavar="PNG", help="write a box-size histogram")
+    p.set_defaults(func=_cmd_stats)
+
+    p = sub.add_parser("preview", help="grid of images with their boxes")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--n", type=int, default=24)
+    p.add_argument("--cols", type=int, default=6)
+    p.add_argument("--tile", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_preview)
+
+    p = sub.add_parser("drive-from-stills", help="recorded drives simulated from validation stills")
+    p.add_argument("dataset", type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--split", choices=["val"], default="val", help="only validation images are ever used")
+    p.add_argument("--approach", type=int, default=3)
+    p.add_argument("--confuser", type=int, default=2)
+    p.add_argument("--night", type=int, default=1)
+    p.add_argument("--frames", type=int, default=90)
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_drives)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except DatasetError as exc:
+        print(f"edge-data {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

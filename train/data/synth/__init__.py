@@ -1,0 +1,1 @@
+"""Procedural training images: stop signs and look-alike confusers over real or drawn backgrounds."""
