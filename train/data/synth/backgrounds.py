@@ -12,14 +12,22 @@ MAX_SIDE = 640  # real photos are cached at most this large: enough for a 416 cr
 
 
 def negative_photos(dataset: Path, limit: int = 400) -> list[Path]:
-    """Images of a canonical dataset whose role is confuser or negative (no stop sign), sorted."""
+    """Images of a canonical dataset whose role is confuser or negative (no stop sign), sorted.
+
+    Validation images are never used: a synthetic training image built on a validation photo
+    would leak it into training. ``limit`` photos are taken evenly across all sources.
+    """
     records = layout.read_sources(Path(dataset))
     if not records:
         raise layout.DatasetError(
             f"{dataset / layout.SOURCES}: no records; --backgrounds needs an imported set"
         )
-    names = sorted(n for n, r in records.items() if r.role != "stop")
-    return [Path(dataset) / layout.IMAGES / n for n in names[:limit]]
+    held_out = {Path(entry).name for entry in layout.read_list(Path(dataset), layout.VAL_LIST)}
+    names = sorted(n for n, r in records.items() if r.role != "stop" and n not in held_out)
+    if len(names) > limit:
+        step = len(names) / limit
+        names = [names[int(i * step)] for i in range(limit)]
+    return [Path(dataset) / layout.IMAGES / n for n in names]
 
 
 class BackgroundPool:
