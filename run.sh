@@ -58,6 +58,11 @@ make_venv() {
   fi
   log "installing stopsign-edge[$extras] into $VENV"
   "$VENV/bin/python" -m pip install -q -e ".[$extras]"
+  if [[ "$extras" == *dev* ]]; then
+    # Type stubs for checking the TensorRT code; --no-deps because their `tensorrt` requirement
+    # is the real runtime, which needs CUDA (tests/tensorrt_stubs.py explains the rest).
+    "$VENV/bin/python" -m pip install -q --no-deps "tensorrt-stubs>=10.0"
+  fi
 }
 
 case "${1:-}" in
