@@ -12,6 +12,8 @@ import sys
 
 # (subcommand, module under stopsign.train, one-line help)
 SUBCOMMANDS: list[tuple[str, str, str]] = [
+    ("train", "stopsign.train.train_cmd", "train a YOLOv5 model (YOLOv5 train.py flags)"),
+    ("val", "stopsign.train.val_cmd", "evaluate a checkpoint: mAP, curves, operating threshold"),
     ("info", "stopsign.train.info", "layers, parameters and GFLOPs of a model config"),
     (
         "import-yolov5",

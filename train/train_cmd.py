@@ -1,0 +1,120 @@
+"""``edge-train train``: YOLOv5 train.py's flags, e.g. the report's
+
+    edge-train train --img 416 --batch 16 --epochs 100 --data data.yaml \\
+        --cfg custom_yolov5s.yaml --weights '' --name yolov5s_results --cache
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stopsign.train.checkpoint import CheckpointError
+from stopsign.train.config import ConfigError, TrainConfig, config_from_dict, load_config, load_hyp
+from stopsign.train.data.layout import DatasetError
+from stopsign.train.devices import DeviceError
+from stopsign.train.model.yolo import ModelConfigError
+
+# flag dest -> (group, key) in TrainConfig; flags left at None do not override.
+FLAG_KEYS: dict[str, tuple[str, str]] = {
+    "data": ("data", "data"),
+    "img": ("data", "img"),
+    "cache": ("data", "cache"),
+    "workers": ("data", "workers"),
+    "cfg": ("model", "cfg"),
+    "weights": ("model", "weights"),
+    "epochs": ("schedule", "epochs"),
+    "batch": ("schedule", "batch"),
+    "optimizer": ("schedule", "optimizer"),
+    "cos_lr": ("schedule", "cos_lr"),
+    "patience": ("schedule", "patience"),
+    "device": ("runtime", "device"),
+    "seed": ("runtime", "seed"),
+    "deterministic": ("runtime", "deterministic"),
+    "project": ("output", "project"),
+    "name": ("output", "name"),
+    "exist_ok": ("output", "exist_ok"),
+    "save_period": ("output", "save_period"),
+}
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--config", help="full configuration YAML (as written to RUN/config.yaml); flags override it")
+    add("--hyp", help="YOLOv5 hyper-parameter YAML (lr0, momentum, box, obj, hsv_h, mosaic, ...)")
+    add("--data", help="data.yaml or a dataset folder holding one")
+    add("--img", "--img-size", "--imgsz", dest="img", type=int, help="input size in pixels (default 416)")
+    add("--batch", "--batch-size", dest="batch", type=int, help="total batch size (default 16)")
+    add("--epochs", type=int, help="epochs (default 100)")
+    add("--cfg", help="model YAML or shipped name (default yolov5n; '' with --weights = its own YAML)")
+    add("--weights", help="initial checkpoint folder (ours or from import-yolov5); '' = random init")
+    add("--name", help="run name under --project (default exp)")
+    add("--project", help="runs folder (default runs/train)")
+    add("--exist-ok", dest="exist_ok", action="store_const", const=True, help="reuse project/name")
+    add(
+        "--cache",
+        nargs="?",
+        const="ram",
+        choices=("ram", "disk"),
+        help="cache decoded images: bare or 'ram' = memory, 'disk' = .npy files under project/.cache",
+    )
+    add("--workers", type=int, help="data-loader worker processes (default 2)")
+    add("--device", help="'' auto, cpu, cuda, 0, or 0,1 (several GPUs: DDP under torchrun)")
+    add("--optimizer", choices=("SGD", "AdamW"), help="optimizer (default SGD)")
+    add("--cos-lr", dest="cos_lr", action="store_const", const=True, help="cosine learning-rate schedule")
+    add("--patience", type=int, help="early-stopping patience in epochs (default 100, 0 = off)")
+    add("--save-period", dest="save_period", type=int, help="keep weights/epoch_N every N epochs")
+    add("--seed", type=int, help="random seed (default 0)")
+    add("--deterministic", action="store_const", const=True, help="deterministic algorithms")
+    add(
+        "--resume",
+        nargs="?",
+        const="",
+        default=None,
+        help="continue a run: bare = newest RUN/weights/last under --project; or RUN, RUN/weights/last, "
+        "or RUN/weights/epoch_N to roll back to that epoch",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    config = TrainConfig()
+    if args.config:
+        config = load_config(args.config, config)
+    if args.hyp:
+        config = load_hyp(args.hyp, config)
+    overrides: dict[str, dict] = {}
+    for dest, (group, key) in FLAG_KEYS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            overrides.setdefault(group, {})[key] = value
+    return config_from_dict(overrides, config, source="command line")
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here so `edge-train info` does not pay for the training stack.
+    from stopsign.train.trainer import TrainError, find_resume_checkpoint, train
+
+    try:
+        config = config_from_args(args)
+        resume = None
+        if args.resume is not None:
+            resume = find_resume_checkpoint(args.resume, Path(config.output.project))
+        elif not config.data.data:
+            raise ConfigError("command line: --data is required (a data.yaml or dataset folder)")
+        result = train(config, resume)
+    except (
+        ConfigError,
+        DatasetError,
+        DeviceError,
+        CheckpointError,
+        ModelConfigError,
+        TrainError,
+        ValueError,
+    ) as exc:
+        print(f"edge-train train: {exc}")
+        return 2
+    print(
+        f"done: {result.epochs_run} epoch(s), best epoch {result.best_epoch} (fitness {result.best_fitness:.4f}); "
+        f"results in {result.run_dir}"
+    )
+    return 0
