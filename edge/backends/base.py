@@ -1,0 +1,123 @@
+"""The inference backend interface and the registry of backends by name.
+
+A backend turns the network input (1, 3, H, W) float32 into the model's raw output (for the
+"yolov5_raw" layout: (1, N, 5 + nc) float32). Backends import their runtime lazily, inside
+``is_available`` and ``load``, so ``stopsign.edge`` imports without them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stopsign.edge.spec import ModelSpec
+
+# name -> "module:Class", in the order ``auto`` prefers them. Modules of other issues may be absent.
+BACKENDS: dict[str, str] = {
+    "tensorrt": "stopsign.edge.backends.tensorrt:TensorRTBackend",
+    "onnxruntime": "stopsign.edge.backends.onnxruntime:OnnxRuntimeBackend",
+    "torch": "stopsign.edge.backends.torch:TorchBackend",
+}
+
+
+class BackendError(RuntimeError):
+    """A backend cannot load or run the model; the message names the model file and the cause."""
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Options every backend understands (each ignores what does not apply).
+
+    Attributes:
+        device: "auto", "cpu", "cuda" or "tensorrt" (ONNX Runtime execution provider choice).
+        allow_fallback: accept running on a different device than asked (reported, never silent).
+        threads: intra-op CPU threads; 0 = one per core.
+    """
+
+    device: str = "auto"
+    allow_fallback: bool = False
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda", "tensorrt"):
+            raise ValueError(f"device must be auto, cpu, cuda or tensorrt, got {self.device!r}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
+
+
+class Backend(ABC):
+    """One loaded model. Subclasses set ``name`` and implement the four methods."""
+
+    name: str = ""
+
+    @classmethod
+    @abstractmethod
+    def is_available(cls) -> bool:
+        """True when this backend's runtime is importable here (no model needed)."""
+
+    @abstractmethod
+    def load(self, model_path: str | Path, spec: ModelSpec | None, options: BackendOptions) -> ModelSpec:
+        """Load ``model_path``; return its ModelSpec (``spec`` overrides the one stored in the file)."""
+
+    @abstractmethod
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """(1, 3, H, W) float32 network input -> raw output (1, N, 5 + nc) float32."""
+
+    def describe(self) -> dict[str, Any]:
+        """What runs the model (for the start-up line and heartbeats)."""
+        return {"backend": self.name}
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the runtime's resources."""
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class registered as ``name``; a clear error when unknown or not built here."""
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r}; known: {sorted(BACKENDS)}")
+    module_name, _, class_name = BACKENDS[name].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise BackendError(f"backend {name!r} is not part of this installation") from None
+        raise
+    return getattr(module, class_name)
+
+
+def available_backends() -> list[str]:
+    """Names of the registered backends whose runtime is importable, in ``auto`` preference order."""
+    names = []
+    for name in BACKENDS:
+        try:
+            cls = backend_class(name)
+        except BackendError:
+            continue
+        if cls.is_available():
+            names.append(name)
+    return names
+
+
+def resolve_backend(name: str, model_path: str | Path) -> type[Backend]:
+    """``auto``: the first available backend that reads this model file type; else ``name``'s class."""
+    if name != "auto":
+        cls = backend_class(name)
+        if not cls.is_available():
+            raise BackendError(f"backend {name!r} is not available here (its runtime is not installed)")
+        return cls
+    suffix = Path(model_path).suffix.lower()
+    # An .onnx file runs on ONNX Runtime; engines and checkpoints belong to their own backends.
+    preferred = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}.get(suffix)
+    names = [preferred] if preferred else available_backends()
+    for candidate in names:
+        try:
+            cls = backend_class(candidate)
+        except BackendError:
+            continue
+        if cls.is_available():
+            return cls
+    raise BackendError(f"no available backend can run {model_path} (tried {names})")

@@ -1,0 +1,293 @@
+"""``edge-detect``: camera or video -> detections, events and status on the vehicle.
+
+    edge-detect --camera /dev/video0
+    edge-detect --source file://drive.mp4 --save annotated.mp4 --detections dets.jsonl
+    edge-detect --source test:// --max-frames 100 --events events.jsonl
+
+Exit codes: 0 at end of stream, --max-frames or SIGINT/SIGTERM; 1 on a fatal error (source
+cannot open, model cannot load, backend keeps failing); 2 on bad arguments or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from stopsign.edge.backends.base import Backend, BackendError, BackendOptions, resolve_backend
+from stopsign.edge.cli.detect_config import ConfigError, DetectConfig, build_config, load_yaml_config
+from stopsign.edge.events import EventChannel
+from stopsign.edge.pipeline import (
+    BackendSupervisor,
+    DetectionLoop,
+    FatalBackendError,
+    LoopConfig,
+    TrackerLike,
+)
+from stopsign.edge.sdnotify import SdNotifier
+from stopsign.edge.sinks import (
+    DetectionsSink,
+    EventSink,
+    FrameLogSink,
+    GuardedSink,
+    ShowSink,
+    Sink,
+    UdpSink,
+    VideoSink,
+    gui_available,
+    parse_host_port,
+)
+from stopsign.edge.sources.base import Source, SourceError, SourceOptions
+from stopsign.edge.sources.factory import make_source
+from stopsign.edge.sources.launch import CameraOptions
+from stopsign.edge.sources.sanity import SanityOptions
+from stopsign.edge.sources.uri import SourceURIError, parse_size, parse_source_uri
+from stopsign.edge.spec import ModelSpec, ModelSpecError
+
+log = logging.getLogger("edge-detect")
+
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "stopsign.onnx"
+
+# A backend factory: builds and loads a backend, returns it with the model's spec.
+BackendFactory = Callable[[DetectConfig], tuple[Backend, ModelSpec]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="edge-detect", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    src = p.add_argument_group("input")
+    src.add_argument(
+        "--source",
+        help="URI: /dev/videoN, file://x.mp4, drive://dir, rtsp://, test://, gst://..., or an image folder",
+    )
+    src.add_argument("--camera", help="live device, same as --source: /dev/videoN, N or csi://N")
+    src.add_argument("--camera-size", help="requested camera mode, e.g. 1280x720")
+    src.add_argument("--camera-fps", type=int)
+    src.add_argument(
+        "--live",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="force newest-frame (live) or every-frame delivery",
+    )
+    src.add_argument(
+        "--stall-timeout", type=float, help="seconds without a frame before the source is rebuilt (default 1)"
+    )
+    src.add_argument("--open-timeout", type=float, help="seconds the first frame may take (default 5)")
+    src.add_argument(
+        "--reject-identical",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="reject frames identical to the previous one (default on)",
+    )
+    mod = p.add_argument_group("model")
+    mod.add_argument("--model", help=f"model file (default: {SHIPPED_MODEL})")
+    mod.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt", "torch"])
+    mod.add_argument(
+        "--device", choices=["auto", "cpu", "cuda", "tensorrt"], help="ONNX Runtime execution provider"
+    )
+    mod.add_argument(
+        "--allow-fallback",
+        action="store_true",
+        default=None,
+        help="accept a backend running on another device than asked (reported)",
+    )
+    mod.add_argument("--threads", type=int, help="intra-op CPU threads (0: one per core)")
+    mod.add_argument("--conf", type=float, help="confidence floor of reported detections (default 0.25)")
+    mod.add_argument("--iou", type=float, help="NMS IoU (default: the model's)")
+    mod.add_argument("--img", type=int, help="expected network input size; must match the model")
+    run = p.add_argument_group("run")
+    run.add_argument("--budget-ms", type=float, help="latency budget, capture to result (default 100)")
+    run.add_argument("--max-frames", type=int, help="stop after this many frames (0: no limit)")
+    run.add_argument(
+        "--max-backend-failures", type=int, help="consecutive failures before the backend is re-initialised"
+    )
+    run.add_argument(
+        "--no-health", dest="health", action="store_false", default=None, help="no health line on stderr"
+    )
+    out = p.add_argument_group("outputs")
+    out.add_argument("--detections", help="per-frame (or per-image) detections, JSON lines")
+    out.add_argument("--events", help="events and status, JSON lines (default: stdout '-')")
+    out.add_argument("--events-max-bytes", type=int, help="rotate the events file past this size")
+    out.add_argument("--log-frames", help="per-frame records with stage timings, JSON lines")
+    out.add_argument("--log-max-bytes", type=int, help="rotate the frame log past this size")
+    out.add_argument("--save", help="annotated video (.mp4)")
+    out.add_argument("--show", action="store_true", default=None, help="show annotated frames in a window")
+    out.add_argument("--udp", help="send events and detections as JSON datagrams to host:port")
+    p.add_argument("--config", help="YAML file of settings (flags override it)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def resolve_config(argv: Sequence[str] | None) -> tuple[DetectConfig, bool]:
+    args = build_parser().parse_args(argv)
+    flags = {k: v for k, v in vars(args).items() if k not in ("config", "verbose")}
+    file_values = load_yaml_config(args.config) if args.config else {}
+    return build_config(file_values, flags, source=args.config or "command line"), args.verbose
+
+
+def model_path(config: DetectConfig) -> Path:
+    if config.model:
+        return Path(config.model)
+    if SHIPPED_MODEL.is_file():
+        return SHIPPED_MODEL
+    raise BackendError(
+        f"no --model given and no shipped model at {SHIPPED_MODEL} yet; train and export one "
+        "(`edge-train ...` then `edge-export onnx ...`) and pass --model model.onnx"
+    )
+
+
+def load_backend(config: DetectConfig) -> tuple[Backend, ModelSpec]:
+    """The default backend factory: resolve, build and load the configured backend."""
+    path = model_path(config)
+    cls = resolve_backend(config.backend, path)
+    backend = cls()
+    spec = backend.load(path, None, BackendOptions(config.device, config.allow_fallback, config.threads))
+    if config.img is not None and (config.img, config.img) != tuple(spec.input_size):
+        raise BackendError(f"--img {config.img} does not match {path}'s input size {list(spec.input_size)}")
+    return backend, spec
+
+
+def make_sinks(config: DetectConfig, spec: ModelSpec, source: Source) -> list[Sink]:
+    names = spec.class_names
+    sinks: list[Sink] = [EventSink(config.events, config.events_max_bytes)]
+    if config.detections:
+        sinks.append(DetectionsSink(config.detections, names))
+    if config.log_frames:
+        sinks.append(FrameLogSink(config.log_frames, config.log_max_bytes))
+    if config.save:
+        sinks.append(VideoSink(config.save, lambda: source.fps, names))
+    if config.show:
+        sinks.append(ShowSink(names))
+    if config.udp:
+        sinks.append(UdpSink(config.udp, names))
+    return sinks
+
+
+def make_tracker(spec: ModelSpec, still_images: bool) -> TrackerLike | None:
+    """The temporal tracker of ``stopsign.edge.tracking`` (None for still images or when absent)."""
+    if still_images:
+        return None
+    try:
+        from stopsign.edge.tracking import Tracker, TrackerConfig  # type: ignore[attr-defined]
+    except ImportError:
+        log.info("stopsign.edge.tracking has no Tracker yet: detections only, no events")
+        return None
+    return Tracker(TrackerConfig())
+
+
+def preflight(config: DetectConfig) -> None:
+    """Errors a user should see before anything opens (bad URI, --show without GUI, bad --udp)."""
+    parse_source_uri(config.uri)
+    if config.udp:
+        try:
+            parse_host_port(config.udp)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    if config.show and not gui_available():
+        raise ConfigError("--show needs OpenCV with a GUI: pip install opencv-python (not -headless)")
+
+
+def run_detect(
+    config: DetectConfig,
+    stop: threading.Event,
+    backend_factory: BackendFactory = load_backend,
+    health_stream: Any = None,
+) -> int:
+    """Run the whole pipeline for ``config``; returns the exit code. ``backend_factory`` lets a
+    caller supply another backend (the benchmark's, a fault-injecting one)."""
+    preflight(config)
+    backend, spec = backend_factory(config)
+    channel = EventChannel()
+    camera = CameraOptions(parse_size(config.camera_size) if config.camera_size else None, config.camera_fps)
+    options = SourceOptions(camera, config.live, config.stall_timeout, config.open_timeout)
+    source = make_source(config.uri, options, channel.emit)
+    guarded: list[GuardedSink] = []
+    try:
+        source.open()
+        guarded = [GuardedSink(s, channel.emit) for s in make_sinks(config, spec, source)]
+        channel.receivers.extend(guarded)
+        for sink in guarded:
+            sink.open()
+        still = source.description.startswith("images")
+        supervisor = BackendSupervisor(
+            backend, lambda: backend_factory(config)[0], config.max_backend_failures, channel
+        )
+        loop_config = LoopConfig(
+            conf=config.conf,
+            iou=config.iou,
+            budget_ms=config.budget_ms,
+            max_frames=config.max_frames,
+            health_stream=health_stream if config.health else None,
+            max_consecutive_failures=config.max_backend_failures,
+            sanity=SanityOptions(check_identical=config.reject_identical),
+        )
+        channel.emit(
+            "started",
+            {"source": config.uri, "source_mode": source.description, **supervisor.backend.describe()},
+        )
+        loop = DetectionLoop(
+            source,
+            supervisor,
+            spec,
+            loop_config,
+            channel,
+            guarded,
+            tracker=make_tracker(spec, still),
+            notifier=SdNotifier.from_env(os.environ),
+            stop=stop,
+        )
+        try:
+            summary = loop.run()
+        except FatalBackendError as exc:
+            channel.emit("stopped", {"reason": "backend", "error": str(exc)})
+            raise
+        channel.emit("stopped", {"reason": summary.stopped_by, **vars(summary)})
+        supervisor.backend.close()
+        return 0
+    finally:
+        for sink in guarded:
+            sink.close()
+        source.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config, verbose = resolve_config(argv)
+    except ConfigError as exc:
+        print(f"edge-detect: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    print("edge-detect effective config: " + json.dumps(config.to_dict(), sort_keys=True), file=sys.stderr)
+    stop = threading.Event()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    for sig in previous:
+        signal.signal(sig, on_signal)
+    try:
+        return run_detect(config, stop, health_stream=sys.stderr)
+    except (ConfigError, SourceURIError) as exc:
+        print(f"edge-detect: error: {exc}", file=sys.stderr)
+        return 2
+    except (SourceError, BackendError, ModelSpecError, FatalBackendError) as exc:
+        print(f"edge-detect: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

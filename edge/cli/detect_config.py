@@ -1,0 +1,151 @@
+"""``edge-detect`` configuration: a dataclass, filled from YAML (``--config``) then CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from stopsign.edge.sources.uri import parse_size
+
+
+class ConfigError(ValueError):
+    """A config file or flag value is invalid; the message names the key and the value."""
+
+
+@dataclass
+class DetectConfig:
+    """Everything ``edge-detect`` can be told (flag ``--x-y`` = YAML key ``x_y``)."""
+
+    source: str | None = None
+    camera: str | None = None
+    model: str | None = None
+    backend: str = "auto"
+    device: str = "auto"
+    allow_fallback: bool = False
+    threads: int = 0
+    conf: float = 0.25
+    iou: float | None = None
+    img: int | None = None
+    budget_ms: float = 100.0
+    max_frames: int = 0
+    live: bool | None = None
+    stall_timeout: float = 1.0
+    open_timeout: float = 5.0
+    camera_size: str | None = None
+    camera_fps: int | None = None
+    detections: str | None = None
+    events: str = "-"
+    log_frames: str | None = None
+    log_max_bytes: int = 50_000_000
+    events_max_bytes: int = 50_000_000
+    save: str | None = None
+    show: bool = False
+    udp: str | None = None
+    health: bool = True
+    max_backend_failures: int = 3
+    reject_identical: bool = True
+
+    def validate(self) -> None:
+        def fail(key: str, why: str) -> None:
+            raise ConfigError(f"{key}={getattr(self, key)!r}: {why}")
+
+        if self.source and self.camera:
+            fail("camera", "give either --source or --camera, not both")
+        if not (self.source or self.camera):
+            raise ConfigError("no input: give --source URI or --camera DEVICE")
+        if self.camera and not (
+            self.camera.startswith(("/dev/video", "v4l2://", "csi://")) or self.camera.isdigit()
+        ):
+            fail(
+                "camera",
+                "--camera takes a live device (/dev/videoN, N, v4l2://..., csi://N); use --source otherwise",
+            )
+        if self.backend not in ("auto", "onnxruntime", "tensorrt", "torch"):
+            fail("backend", "must be auto, onnxruntime, tensorrt or torch")
+        if self.device not in ("auto", "cpu", "cuda", "tensorrt"):
+            fail("device", "must be auto, cpu, cuda or tensorrt")
+        for key in ("conf",):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                fail(key, "must be in [0, 1]")
+        if self.iou is not None and not 0.0 <= self.iou <= 1.0:
+            fail("iou", "must be in [0, 1]")
+        positive = ("budget_ms", "stall_timeout", "open_timeout", "max_backend_failures")
+        for key in positive:
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value > 0):
+                fail(key, "must be > 0")
+        for key in ("threads", "max_frames", "log_max_bytes", "events_max_bytes"):
+            if getattr(self, key) < 0:
+                fail(key, "must be >= 0")
+        if self.img is not None and self.img <= 0:
+            fail("img", "must be > 0")
+        if self.camera_fps is not None and self.camera_fps <= 0:
+            fail("camera_fps", "must be > 0")
+        if self.camera_size is not None:
+            try:
+                parse_size(self.camera_size, "camera_size")
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+
+    @property
+    def uri(self) -> str:
+        return str(self.camera or self.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(DetectConfig)}
+
+
+def load_yaml_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping of DetectConfig keys (dashes or underscores); unknown keys are errors."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    out: dict[str, Any] = {}
+    for raw_key, value in data.items():
+        key = str(raw_key).replace("-", "_")
+        if key not in FIELDS:
+            raise ConfigError(f"{path}: unknown key {raw_key!r}; known: {sorted(FIELDS)}")
+        out[key] = value
+    return out
+
+
+def build_config(
+    file_values: dict[str, Any], flag_values: dict[str, Any], source: str = "config"
+) -> DetectConfig:
+    """Defaults <- file values <- flags given on the command line (None = not given)."""
+    merged = dict(file_values)
+    merged.update({k: v for k, v in flag_values.items() if v is not None})
+    try:
+        config = DetectConfig(**merged)
+    except TypeError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    for key, value in merged.items():
+        expected = FIELDS[key].type
+        if isinstance(value, bool) and "bool" not in str(expected):
+            raise ConfigError(f"{source}: {key}={value!r} is a boolean, expected {expected}")
+        if "float" in str(expected) and isinstance(value, int) and not isinstance(value, bool):
+            setattr(config, key, float(value))
+        elif value is not None and not _matches(value, str(expected)):
+            raise ConfigError(f"{source}: {key}={value!r} should be {expected}")
+    config.validate()
+    return config
+
+
+def _matches(value: Any, expected: str) -> bool:
+    kinds = {"str": str, "int": int, "float": float, "bool": bool}
+    return any(isinstance(value, t) for name, t in kinds.items() if name in expected)

@@ -1,0 +1,117 @@
+"""Frame sanity checks: what a camera can deliver that must not count as fresh evidence.
+
+Rejected (the frame is reported and skipped): a repeated timestamp, a timestamp going
+backwards, content identical to the previous frame (a frozen driver), a black frame and a
+uniform ("covered lens") frame. Reported but processed: a timestamp jump and a change of frame
+size (caps change); both break temporal continuity, so the run resets the tracker.
+
+The content checks work on a small thumbnail in reused buffers (no full-size allocation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+from stopsign.edge.frame import NO_TIMESTAMP, Frame
+
+THUMB_SIZE = (64, 36)  # (width, height)
+
+
+@dataclass(frozen=True)
+class SanityOptions:
+    """Thresholds. Luminance in 0..255 grey levels, times in seconds."""
+
+    check_identical: bool = True
+    black_mean: float = 16.0  # mean below this with little texture: black
+    black_std: float = 8.0
+    uniform_std: float = 2.0  # any brightness with less texture than this: covered/uniform
+    max_gap_s: float = 1.0  # timestamp step beyond the expected one: a jump
+
+    def __post_init__(self) -> None:
+        for name in ("black_mean", "black_std", "uniform_std", "max_gap_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"SanityOptions.{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class SanityResult:
+    """``reject``: why the frame must be skipped (None: use it); ``notices``: (kind, fields) to report."""
+
+    reject: str | None = None
+    notices: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    reset_tracking: bool = False
+
+
+class FrameSanity:
+    """Stateful checker: call :meth:`check` on every frame in delivery order.
+
+    Args:
+        live: for live sources the expected timestamp step is the capture-time step (frames may
+            have been dropped in between); for ordered sources it is zero extra gap.
+    """
+
+    def __init__(self, options: SanityOptions, live: bool) -> None:
+        self.options, self.live = options, live
+        self._thumb = np.empty((THUMB_SIZE[1], THUMB_SIZE[0], 3), np.uint8)
+        self._previous_thumb = np.empty_like(self._thumb)
+        self._gray = np.empty((THUMB_SIZE[1], THUMB_SIZE[0]), np.uint8)
+        self._have_previous = False
+        self._pts: int | None = None
+        self._mono: int | None = None
+        self._size: tuple[int, int] | None = None
+
+    def check(self, frame: Frame) -> SanityResult:
+        result = SanityResult()
+        if self._size is not None and frame.size != self._size:
+            result.notices.append(("caps_change", {"from": list(self._size), "to": list(frame.size)}))
+            result.reset_tracking = True
+            self._have_previous = False
+        self._size = frame.size
+        result.reject = self._check_time(frame, result)
+        content = self._check_content(frame)
+        result.reject = result.reject or content
+        return result
+
+    def _check_time(self, frame: Frame, result: SanityResult) -> str | None:
+        pts, previous = frame.pts_ns, self._pts
+        if pts == NO_TIMESTAMP:
+            return None
+        previous_mono = self._mono
+        if previous is None or previous_mono is None:
+            self._pts, self._mono = pts, frame.monotonic_ns
+            return None
+        if pts == previous:
+            return "repeated_timestamp"
+        if pts < previous:
+            return "timestamp_backwards"  # keep the newest accepted pts: later frames must pass it
+        step_s = (pts - previous) / 1e9
+        expected_s = (frame.monotonic_ns - previous_mono) / 1e9 if self.live else 0.0
+        if step_s - expected_s > self.options.max_gap_s:
+            result.notices.append(
+                ("timestamp_jump", {"step_s": round(step_s, 3), "expected_s": round(expected_s, 3)})
+            )
+            result.reset_tracking = True
+        self._pts, self._mono = pts, frame.monotonic_ns
+        return None
+
+    def _check_content(self, frame: Frame) -> str | None:
+        cv2.resize(frame.image, THUMB_SIZE, dst=self._thumb, interpolation=cv2.INTER_AREA)
+        cv2.cvtColor(self._thumb, cv2.COLOR_BGR2GRAY, dst=self._gray)
+        mean, std = (float(v[0][0]) for v in cv2.meanStdDev(self._gray))
+        identical = (
+            self.options.check_identical
+            and self._have_previous
+            and np.array_equal(self._thumb, self._previous_thumb)
+        )
+        self._thumb, self._previous_thumb = self._previous_thumb, self._thumb
+        self._have_previous = True
+        if mean < self.options.black_mean and std < self.options.black_std:
+            return "black"
+        if std < self.options.uniform_std:
+            return "covered"
+        if identical:
+            return "identical_content"
+        return None

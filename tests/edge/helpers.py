@@ -1,0 +1,20 @@
+"""Shared test helpers for the edge runtime (markers that need a probe of the environment)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+
+def _gi_available() -> bool:
+    if importlib.util.find_spec("gi") is None:
+        return False
+    from stopsign.edge.sources.gst import gst_available
+
+    return gst_available()
+
+
+requires_gstreamer = pytest.mark.skipif(
+    not _gi_available(), reason="GStreamer through PyGObject is not installed (pip install 'PyGObject<3.51')"
+)
