@@ -3,10 +3,12 @@
 Layout of a checkpoint folder::
 
     CKPT/
-      weights.safetensors     model state dict (YOLOv5 key names), float32
+      weights.safetensors     model state dict (YOLOv5 key names), float32; during training the EMA
+                              weights, which are the ones evaluated and exported
       model.yaml              the model config it was built from (nc resolved)
       spec.json               ModelSpec; spec.weights_sha256 is the SHA-256 of weights.safetensors
-      train_state.safetensors optional: optimizer tensors and EMA weights, for --resume
+      train_state.safetensors optional, for --resume: the raw optimised weights (model.<key>), the
+                              EMA weights (ema.<key>) and the optimizer buffers (optimizer.<i>.<name>)
       train_state.json        optional: epoch, optimizer param groups, hyper-parameters, metrics
 
 Loading checks the weights against ``spec.weights_sha256`` and never unpickles anything.
@@ -41,8 +43,9 @@ class CheckpointError(RuntimeError):
 class TrainState:
     """What --resume needs besides the model weights.
 
-    ``tensors`` holds flat named tensors (optimizer buffers as ``optimizer.<param>.<name>``, EMA
-    weights as ``ema.<key>``); ``meta`` is JSON (epoch, optimizer param groups, hyper-parameters).
+    ``tensors`` holds flat named tensors (raw weights as ``model.<key>``, EMA weights as
+    ``ema.<key>``, optimizer buffers as ``optimizer.<param>.<name>``); ``meta`` is JSON (epoch,
+    optimizer param groups, hyper-parameters).
     """
 
     meta: dict[str, Any] = field(default_factory=dict)
