@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from stopsign.edge.backends.base import Backend, BackendOptions
 from stopsign.edge.backends.onnxruntime import OnnxRuntimeBackend
 from stopsign.edge.cli.detect import run_detect

@@ -16,9 +16,10 @@ import threading
 import time
 from pathlib import Path
 
+from tqdm import tqdm
+
 from stopsign.edge.cli.detect import run_detect
 from stopsign.edge.cli.detect_config import DetectConfig
-from tqdm import tqdm
 
 
 def proc_stats() -> dict[str, float]:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import cv2
+
 from stopsign.train.data.synth.backgrounds import negative_photos
 from stopsign.train.data.synth.generate import JPEG_QUALITY, SceneRenderer
 from stopsign.train.data.synth.scene import SceneConfig

@@ -15,6 +15,7 @@ import platform
 import time
 
 import torch
+
 from stopsign.train.config import Hyp
 from stopsign.train.loss import YoloLoss
 from stopsign.train.model import build_model

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from stopsign.calibration.errors import CalibrationError
 from stopsign.calibration.select import IMAGES_DIR, MANIFEST, MIN_CALIBRATION_IMAGES
 from stopsign.edge.letterbox import letterbox, to_network_input

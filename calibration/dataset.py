@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from stopsign.calibration.errors import CalibrationError
 from stopsign.train.data import layout
 from stopsign.train.data.labels import parse_label_text, to_array

@@ -33,12 +33,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader
+from tqdm import tqdm
+
 from stopsign.calibration.calibset import CalibrationSet
 from stopsign.calibration.errors import CalibrationError
 from stopsign.edge.artifacts import atomic_write_bytes
 from stopsign.edge.onnx_meta import read_spec_from_onnx
 from stopsign.edge.spec import ONNX_METADATA_KEY, ModelSpec, ModelSpecError
-from tqdm import tqdm
 
 METHODS = ("minmax", "entropy", "percentile")
 # Entropy/percentile histograms are built per chunk; more images add little once every stratum is in.

@@ -17,6 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnx
+from tqdm import tqdm
+
 from stopsign.calibration.dataset import ImageEntry, scan_data
 from stopsign.calibration.errors import CalibrationError
 from stopsign.calibration.metrics import DetectionMetrics, ImageResult, summarize
@@ -27,7 +29,6 @@ from stopsign.edge.onnx_meta import read_spec_from_onnx
 from stopsign.edge.postprocess import decode_yolov5
 from stopsign.edge.spec import ModelSpec, ModelSpecError
 from stopsign.train.data.layout import yolo_to_xyxy
-from tqdm import tqdm
 
 # Low threshold for AP (the whole precision-recall curve); the operating threshold comes from the spec.
 AP_CONF = 0.001

@@ -33,11 +33,12 @@ from typing import Any
 
 import cv2
 import numpy as np
+from tqdm import tqdm
+
 from stopsign.calibration.dataset import ImageEntry, scan_data
 from stopsign.calibration.errors import CalibrationError
 from stopsign.edge.artifacts import atomic_write_bytes, atomic_write_text, sha256_file
 from stopsign.edge.letterbox import compute_transform, letterbox
-from tqdm import tqdm
 
 MANIFEST = "manifest.json"
 PICKED_LIST = "calibration.txt"

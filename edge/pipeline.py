@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
 import numpy as np
+
 from stopsign.edge.backends.base import Backend
 from stopsign.edge.detections import Detections
 from stopsign.edge.events import EventChannel, RateLimiter, event_to_dict

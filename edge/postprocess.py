@@ -7,6 +7,7 @@ and per-class probabilities (sigmoid already applied by the model's Detect layer
 from __future__ import annotations
 
 import numpy as np
+
 from stopsign.edge.detections import Detections
 from stopsign.edge.letterbox import LetterboxTransform
 

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 import cv2
 import numpy as np
+
 from stopsign.edge.detections import Detections
 from stopsign.edge.frame import Frame
 from stopsign.edge.health import FrameTimings

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+
 from stopsign.edge.spec import ONNX_METADATA_KEY, ModelSpec
 
 ENGINE_PRECISIONS = ("fp32", "fp16", "int8")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import onnx
 import torch
+
 from stopsign.edge.artifacts import atomic_write_bytes
 from stopsign.edge.spec import ONNX_METADATA_KEY, ModelSpec
 from stopsign.export.efficient_nms import NmsOptions, append_efficient_nms

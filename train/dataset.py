@@ -17,9 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import yaml
+from tqdm import tqdm
+
 from stopsign.train.data.labels import parse_label_text
 from stopsign.train.data.layout import IMAGE_SUFFIXES, DatasetError, read_sources
-from tqdm import tqdm
 
 
 @dataclass

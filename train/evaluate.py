@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
+
 from stopsign.edge import metrics as M
 from stopsign.edge.postprocess import decode_yolov5
 from stopsign.edge.spec import ModelSpec
 from stopsign.train.dataset import Split
-from tqdm import tqdm
 
 NEGATIVE_ROLES = ("negative", "confuser")
 

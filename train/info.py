@@ -7,8 +7,9 @@ import json
 from typing import Any
 
 import torch
-from stopsign.train.model.yolo import ModelConfigError, YoloModel
 from torch.utils.flop_counter import FlopCounterMode
+
+from stopsign.train.model.yolo import ModelConfigError, YoloModel
 
 
 def model_info(cfg: str, nc: int | None, img: int) -> dict[str, Any]:

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
 from stopsign.edge.letterbox import letterbox
 from stopsign.train import augment
 from stopsign.train.config import Hyp
 from stopsign.train.dataset import ImageStore, Split
-from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 @dataclass

@@ -23,9 +23,10 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+
 from stopsign.train.config import Hyp
 from stopsign.train.model.yolo import YoloModel
-from torch import nn
 
 # Cell offsets, in order: own cell, left (-x), up (-y), right (+x), down (+y), times g = 0.5.
 NEIGHBOUR_BIAS = 0.5

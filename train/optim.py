@@ -12,8 +12,9 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from stopsign.train.config import Hyp
 from torch import nn
+
+from stopsign.train.config import Hyp
 
 GROUP_NAMES = ("bias", "decay", "no_decay")
 

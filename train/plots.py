@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
 from stopsign.edge.metrics import CONF_GRID
 from stopsign.train.evaluate import EvalResult
 

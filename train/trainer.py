@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
+
 from stopsign.train import evaluate, optim
 from stopsign.train.checkpoint import (
     TrainState,
@@ -43,7 +45,6 @@ from stopsign.train.model.yolo import YoloModel
 from stopsign.train.plots import plot_f1_curve, plot_pr_curve
 from stopsign.train.run_log import RunLog
 from stopsign.train.weights import build_initial_model
-from tqdm import tqdm
 
 
 class TrainError(RuntimeError):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from stopsign.edge.spec import ModelSpec
 
 # name -> "module:Class", in the order ``auto`` prefers them. Modules of other issues may be absent.

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from stopsign.edge.backends.base import Backend, BackendError, BackendOptions
 from stopsign.edge.spec import ONNX_METADATA_KEY, ModelSpec, ModelSpecError
 

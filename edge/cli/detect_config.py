@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from stopsign.edge.sources.uri import parse_size
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from stopsign.edge.frame import NO_TIMESTAMP, Frame
 from stopsign.edge.sources.base import Source, SourceError, SourceOpenError, SourceOptions, StatusReport
 from stopsign.edge.sources.launch import JETSON_ELEMENTS, SINK_NAME, LaunchCandidate, full_line

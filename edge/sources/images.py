@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import cv2
+
 from stopsign.edge.frame import NO_TIMESTAMP, Frame
 from stopsign.edge.sources.base import Source, SourceError, SourceOpenError
 from stopsign.edge.sources.uri import list_images

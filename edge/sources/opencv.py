@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import cv2
+
 from stopsign.edge.frame import Frame
 from stopsign.edge.sources.base import Source, SourceOpenError
 

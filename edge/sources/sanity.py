@@ -15,6 +15,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+
 from stopsign.edge.frame import NO_TIMESTAMP, Frame
 
 THUMB_SIZE = (64, 36)  # (width, height)

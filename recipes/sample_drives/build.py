@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from stopsign.train.data import layout
 from stopsign.train.data.drives import DriveOptions, build_drive
 from stopsign.train.data.labels import parse_label_text, to_array

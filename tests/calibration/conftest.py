@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from stopsign.edge.spec import ModelSpec
 
 IMG = 160
@@ -81,6 +82,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fp32_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Random-init yolov5n exported at 160 px with its ModelSpec in the metadata."""
     import torch
+
     from stopsign.export.onnx_export import export_onnx
     from stopsign.train.model import build_model
 

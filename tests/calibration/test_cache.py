@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from stopsign.calibration.cache import CacheBinding, check_cache, load_cache, sidecar_path, write_cache
 from stopsign.calibration.cli import main
 from stopsign.calibration.errors import StaleCacheError

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from stopsign.calibration.cli import REPORT_BEGIN, REPORT_END, main
 
 

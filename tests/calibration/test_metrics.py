@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from stopsign.calibration.metrics import IOU_THRESHOLDS, ImageResult, average_precision, match, summarize
 
 GT = np.array([[0, 0, 10, 10]], np.float32)

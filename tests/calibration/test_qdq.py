@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
+
 from stopsign.calibration.calibset import CalibrationSet
 from stopsign.calibration.errors import CalibrationError
 from stopsign.calibration.qdq import QdqOptions, _chunk_size, head_and_tail_nodes, quantize_qdq

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from stopsign.calibration.calibset import CalibrationSet
 from stopsign.calibration.errors import CalibrationError, StaleCacheError
 from stopsign.calibration.tensorrt_calibrator import BatchFeeder, make_calibrator, tensorrt_import_error
@@ -69,6 +70,7 @@ def test_calibrator_types_and_stale_cache(
     fp32_model: Path, calib_dir: Path, tmp_path: Path, algorithm: str, base: str
 ) -> None:
     import tensorrt as trt
+
     from stopsign.calibration.cache import CacheBinding, write_cache
 
     calibrator = make_calibrator(algorithm, fp32_model, calib_dir, tmp_path / "m.calib")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from stopsign.edge.artifacts import sha256_file
 from stopsign.edge.engine_sidecar import (
     EngineSidecar,

@@ -7,6 +7,7 @@ import io
 
 import numpy as np
 import pytest
+
 from stopsign.edge import metrics as M
 
 

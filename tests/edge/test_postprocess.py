@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from stopsign.edge.letterbox import compute_transform
 from stopsign.edge.postprocess import box_iou, decode_yolov5, nms
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from stopsign.edge.detections import Detections
 from stopsign.edge.frame import Frame
 from stopsign.edge.health import FrameTimings

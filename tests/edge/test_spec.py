@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from stopsign.edge.spec import ModelSpec, ModelSpecError
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from stopsign.train.checkpoint import save_checkpoint, spec_for_model
 from stopsign.train.model import build_model
 

@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+
 from stopsign.edge.onnx_meta import read_spec_from_onnx
 from stopsign.export.efficient_nms import OUTPUT_NAMES, NmsOptions
 from stopsign.export.onnx_export import export_onnx

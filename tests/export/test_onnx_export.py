@@ -5,6 +5,7 @@ from __future__ import annotations
 import onnx
 import pytest
 import torch
+
 from stopsign.edge.onnx_meta import onnx_sha256, read_spec_from_onnx
 from stopsign.edge.spec import ONNX_METADATA_KEY, ModelSpecError
 from stopsign.export.onnx_export import ExportError, export_checkpoint, export_onnx

@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+
 from stopsign.edge.letterbox import letterbox, to_network_input
 from stopsign.edge.postprocess import box_iou, decode_yolov5
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from stopsign.edge.engine_sidecar import check_engine_sidecar, engine_staleness, sidecar_path
 from stopsign.edge.gpu_info import gpu_info
 from stopsign.export.tensorrt_build import (

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from stopsign.train.checkpoint import (
     CheckpointError,
     TrainState,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+
 from stopsign.train.config import Hyp
 from stopsign.train.data.layout import DatasetError
 from stopsign.train.dataset import ImageStore, label_path_for, load_data_spec

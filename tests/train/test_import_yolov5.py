@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from stopsign.train.checkpoint import load_checkpoint
 from stopsign.train.import_yolov5 import import_yolov5
 from stopsign.train.model import build_model

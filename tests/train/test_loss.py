@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from stopsign.train.config import Hyp
 from stopsign.train.loss import YoloLoss, ciou, scaled_gains
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from stopsign.train.checkpoint import save_checkpoint, spec_for_model
 from stopsign.train.config import Hyp
 from stopsign.train.devices import DeviceError, resolve_device

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+
 from stopsign.train.checkpoint import load_checkpoint
 from stopsign.train.cli import main
 from stopsign.train.config import Hyp

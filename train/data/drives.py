@@ -17,12 +17,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
+
 from stopsign.edge.artifacts import atomic_write_text
 from stopsign.train.data import layout
 from stopsign.train.data.labels import parse_label_text, to_array
 from stopsign.train.data.layout import DatasetError
 from stopsign.train.data.synth import effects
-from tqdm import tqdm
 
 RECORDER_VERSION = "stopsign.train.data.drives/1"
 KINDS = ("approach", "confuser", "night")

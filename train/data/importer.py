@@ -16,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import yaml
+from tqdm import tqdm
+
 from stopsign.train.data import layout
 from stopsign.train.data.backface import is_back_face
 from stopsign.train.data.formats import FORMATS, RawImage
@@ -24,7 +26,6 @@ from stopsign.train.data.formats.gtsdb import CONFUSER_CLASSES, STOP_CLASS, read
 from stopsign.train.data.formats.voc import read_voc
 from stopsign.train.data.formats.yolo import read_yolo
 from stopsign.train.data.layout import DatasetError, SourceRecord
-from tqdm import tqdm
 
 STOP = layout.CLASS_NAMES[0]
 GTSDB_LICENCE = "free for any purpose; cite Houben et al., IJCNN 2013"

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+
 from stopsign.edge.artifacts import atomic_write_text
 
 CLASS_NAMES: tuple[str, ...] = ("stop_sign",)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from stopsign.train.data import layout
 from stopsign.train.data.layout import DatasetError
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from stopsign.train.data import layout
 from stopsign.train.data.labels import parse_label_text, to_array
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 import yaml
-from stopsign.train.model.modules import C3, SPP, SPPF, Bottleneck, BottleneckCSP, Concat, Conv, Detect, Focus
 from torch import nn
+
+from stopsign.train.model.modules import C3, SPP, SPPF, Bottleneck, BottleneckCSP, Concat, Conv, Detect, Focus
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 NUM_CLASSES_PLACEHOLDER = "{num_classes}"

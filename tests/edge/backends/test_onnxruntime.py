@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+
 from stopsign.edge.backends.base import BackendError, BackendOptions, backend_class, resolve_backend
 from stopsign.edge.backends.onnxruntime import OnnxRuntimeBackend, requested_providers
 

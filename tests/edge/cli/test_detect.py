@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from stopsign.edge.backends.base import Backend, BackendOptions
 from stopsign.edge.backends.onnxruntime import OnnxRuntimeBackend
 from stopsign.edge.cli.detect import SHIPPED_MODEL, main, run_detect
@@ -21,7 +22,6 @@ from stopsign.edge.cli.detect_config import DetectConfig
 from stopsign.edge.pipeline import FatalBackendError
 from stopsign.edge.postprocess import box_iou
 from stopsign.edge.spec import ModelSpec
-
 from tests.edge.helpers import requires_gstreamer
 
 pytestmark = [pytest.mark.gstreamer, requires_gstreamer]

@@ -10,9 +10,9 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+
 from stopsign.edge.sources.base import SourceOpenError, SourceOptions
 from stopsign.edge.sources.factory import open_source
-
 from tests.edge.helpers import requires_gstreamer
 
 pytestmark = [pytest.mark.gstreamer, requires_gstreamer]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from stopsign.edge.frame import NO_TIMESTAMP, Frame
 from stopsign.edge.sources.sanity import FrameSanity, SanityOptions
 

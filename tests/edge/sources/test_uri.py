@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from stopsign.edge.sources.launch import CameraOptions, candidates_for, csi_candidates, v4l2_candidates
 from stopsign.edge.sources.uri import SourceURIError, parse_source_uri
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from stopsign.train.data import layout
 from stopsign.train.data.layout import SourceRecord
 from stopsign.train.data.synth.signs import stop_sign

@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from stopsign.train.data import layout
 from stopsign.train.data.check import check_dataset, errors, require_valid, write_fixed_copy
 from stopsign.train.data.cli import main

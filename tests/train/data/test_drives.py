@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from stopsign.train.data import layout
 from stopsign.train.data.cli import main
 from stopsign.train.data.drives import DriveOptions, build_drive

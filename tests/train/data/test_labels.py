@@ -5,6 +5,7 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from stopsign.train.data.labels import LabelError, parse_label_line, parse_label_text
 
 BAD_LINES = [

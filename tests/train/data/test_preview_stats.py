@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
+
 from stopsign.train.data.cli import main
 from stopsign.train.data.preview import preview_grid
 from stopsign.train.data.stats import dataset_stats

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from stopsign.train.data import layout
 from stopsign.train.data.check import check_dataset, errors
 from stopsign.train.data.cli import main

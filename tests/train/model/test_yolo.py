@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from stopsign.train.model import ModelConfigError, build_model
 from stopsign.train.model.yolo import parse_cfg_text
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
+
 from stopsign.train.data.formats import RawImage, RawObject
 from stopsign.train.data.labels import LabelError, parse_label_line
 from stopsign.train.data.layout import IMAGE_SUFFIXES, DatasetError

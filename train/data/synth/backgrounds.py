@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from stopsign.train.data import layout
 
 MAX_SIDE = 640  # real photos are cached at most this large: enough for a 416 crop, cheap to hold

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
 from stopsign.train.data.synth import effects
 from stopsign.train.data.synth.backgrounds import BackgroundPool
 from stopsign.train.data.synth.signs import CONFUSER_KINDS, Sprite
