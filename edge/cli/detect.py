@@ -50,6 +50,7 @@ from stopsign.edge.sources.launch import CameraOptions
 from stopsign.edge.sources.sanity import SanityOptions
 from stopsign.edge.sources.uri import SourceURIError, parse_size, parse_source_uri
 from stopsign.edge.spec import ModelSpec, ModelSpecError
+from stopsign.edge.tracking import SpeedInput, Tracker, TrackerConfig
 
 log = logging.getLogger("edge-detect")
 
@@ -112,6 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-health", dest="health", action="store_false", default=None, help="no health line on stderr"
     )
+    trk = p.add_argument_group("smoothing (events)")
+    trk.add_argument("--confirm", help="confirm a sign after M hits in the last N frames (default 3/4)")
+    trk.add_argument("--max-age", type=float, help="seconds a track coasts without a hit (default 0.5)")
+    trk.add_argument(
+        "--stay-threshold", type=float, help="score that keeps a confirmed track (default 0.6 x operating)"
+    )
+    trk.add_argument("--focal-px", type=float, help="camera focal length in pixels (drives: from meta.json)")
+    trk.add_argument("--sign-size-m", type=float, help="real sign height for distance (default 0.75)")
+    trk.add_argument("--speed-kmh", type=float, help="vehicle speed for time-to-sign (default: none)")
+
     out = p.add_argument_group("outputs")
     out.add_argument("--detections", help="per-frame (or per-image) detections, JSON lines")
     out.add_argument("--events", help="events and status, JSON lines (default: stdout '-')")
@@ -171,16 +182,38 @@ def make_sinks(config: DetectConfig, spec: ModelSpec, source: Source) -> list[Si
     return sinks
 
 
-def make_tracker(spec: ModelSpec, still_images: bool) -> TrackerLike | None:
-    """The temporal tracker of ``stopsign.edge.tracking`` (None for still images or when absent)."""
+def drive_focal_px(uri: str) -> float | None:
+    """The focal length recorded in a drive's meta.json (``drive://DIR``), else None."""
+    if not uri.startswith("drive://"):
+        return None
+    meta = Path(uri[len("drive://") :]) / "meta.json"
+    try:
+        intrinsics = json.loads(meta.read_text()).get("intrinsics") or {}
+    except (OSError, ValueError):
+        return None  # the drive source itself reports a missing or broken meta.json
+    focal = intrinsics.get("fy") or intrinsics.get("fx")
+    return float(focal) if focal else None
+
+
+def make_tracker(spec: ModelSpec, config: DetectConfig, still_images: bool) -> TrackerLike | None:
+    """The temporal tracker, entering at the model's operating threshold (None for still images)."""
     if still_images:
         return None
-    try:
-        from stopsign.edge.tracking import Tracker, TrackerConfig  # type: ignore[attr-defined]
-    except ImportError:
-        log.info("stopsign.edge.tracking has no Tracker yet: detections only, no events")
-        return None
-    return Tracker(TrackerConfig())
+    hits, _, window = config.confirm.partition("/")
+    enter = spec.operating_threshold
+    stay = config.stay_threshold if config.stay_threshold is not None else round(0.6 * enter, 4)
+    tracker_config = TrackerConfig(
+        enter_threshold=enter,
+        stay_threshold=min(stay, enter),
+        confirm_hits=int(hits),
+        confirm_window=int(window),
+        max_age_s=config.max_age,
+        focal_px=config.focal_px or drive_focal_px(config.uri),
+        sign_size_m=config.sign_size_m,
+    )
+    speed = SpeedInput.fixed_kmh(config.speed_kmh) if config.speed_kmh is not None else None
+    print(f"edge-detect {tracker_config.describe()}", file=sys.stderr)
+    return Tracker(tracker_config, speed=speed)
 
 
 def preflight(config: DetectConfig) -> None:
@@ -240,7 +273,7 @@ def run_detect(
             loop_config,
             channel,
             guarded,
-            tracker=make_tracker(spec, still),
+            tracker=make_tracker(spec, config, still),
             notifier=SdNotifier.from_env(os.environ),
             stop=stop,
         )

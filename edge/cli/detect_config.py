@@ -49,6 +49,13 @@ class DetectConfig:
     health: bool = True
     max_backend_failures: int = 3
     reject_identical: bool = True
+    # Temporal smoothing (stopsign.edge.tracking): thresholds default to the model's operating one.
+    confirm: str = "3/4"
+    max_age: float = 0.5
+    stay_threshold: float | None = None
+    focal_px: float | None = None
+    sign_size_m: float = 0.75
+    speed_kmh: float | None = None
 
     def validate(self) -> None:
         def fail(key: str, why: str) -> None:
@@ -82,6 +89,18 @@ class DetectConfig:
         for key in ("threads", "max_frames", "log_max_bytes", "events_max_bytes"):
             if getattr(self, key) < 0:
                 fail(key, "must be >= 0")
+        hits, sep, window = self.confirm.partition("/")
+        if not (sep and hits.isdigit() and window.isdigit() and 1 <= int(hits) <= int(window)):
+            fail("confirm", "must be M/N with 1 <= M <= N, e.g. 3/4")
+        for key in ("max_age", "sign_size_m"):
+            if not getattr(self, key) > 0:
+                fail(key, "must be > 0")
+        if self.focal_px is not None and not self.focal_px > 0:
+            fail("focal_px", "must be > 0")
+        if self.speed_kmh is not None and self.speed_kmh < 0:
+            fail("speed_kmh", "must be >= 0")
+        if self.stay_threshold is not None and not 0.0 <= self.stay_threshold <= 1.0:
+            fail("stay_threshold", "must be in [0, 1]")
         if self.img is not None and self.img <= 0:
             fail("img", "must be > 0")
         if self.camera_fps is not None and self.camera_fps <= 0:

@@ -1,0 +1,82 @@
+"""Every tracker parameter in one validated dataclass, printed at start-up."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+
+class TrackerConfigError(ValueError):
+    """A tracker parameter is out of range; the message names it."""
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Temporal smoothing of per-frame detections into tracks and events.
+
+    Thresholds (hysteresis):
+        enter_threshold: a detection must score at least this to start a track or count as a hit
+            towards confirmation (the model's operating threshold from its ModelSpec).
+        stay_threshold: a confirmed track keeps being updated by detections down to this score.
+    Confirmation:
+        confirm_hits / confirm_window: confirmed when M of the last N frames of a track were hits
+            (default 3 of 4). The event is emitted on the frame of the M-th hit.
+    Association (greedy, highest affinity first):
+        iou_gate: minimum IoU between a track's predicted box and a detection.
+        centre_gate: when IoU is below the gate (a fast-growing box as the car approaches), a
+            detection still matches if its centre lies within this many predicted box sizes of
+            the predicted centre and its size is within ``max_scale_change`` of the prediction.
+    Filter and timing:
+        alpha, beta: gains of the alpha-beta filter on (cx, cy, log w, log h).
+        score_alpha: weight of the newest score in the score EMA.
+        max_age_s: a track coasts this long without a hit before it is deleted (time based, so it
+            holds at any frame rate).
+    Distance:
+        sign_size_m: real height of the sign face (0.75 m: a common 750 mm stop sign).
+        focal_px: camera focal length in pixels; None = unknown, distance is then null.
+        speed_max_age_s: a speed reading older than this is ignored (time-to-sign null).
+    """
+
+    enter_threshold: float = 0.5
+    stay_threshold: float = 0.3
+    confirm_hits: int = 3
+    confirm_window: int = 4
+    iou_gate: float = 0.2
+    centre_gate: float = 1.0
+    max_scale_change: float = 2.0
+    alpha: float = 0.6
+    beta: float = 0.2
+    score_alpha: float = 0.5
+    max_age_s: float = 0.5
+    sign_size_m: float = 0.75
+    focal_px: float | None = None
+    speed_max_age_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        def fail(name: str, why: str) -> None:
+            raise TrackerConfigError(f"tracker {name}: {why}, got {getattr(self, name)!r}")
+
+        for name in ("enter_threshold", "stay_threshold", "iou_gate", "alpha", "beta", "score_alpha"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and 0.0 <= value <= 1.0):
+                fail(name, "must be in [0, 1]")
+        if self.stay_threshold > self.enter_threshold:
+            fail("stay_threshold", f"must not exceed enter_threshold {self.enter_threshold}")
+        if not (1 <= self.confirm_hits <= self.confirm_window):
+            fail("confirm_hits", f"must be in [1, confirm_window={self.confirm_window}]")
+        for name in ("centre_gate", "max_age_s", "sign_size_m", "speed_max_age_s"):
+            if not getattr(self, name) > 0:
+                fail(name, "must be > 0")
+        if self.max_scale_change < 1:
+            fail("max_scale_change", "must be >= 1")
+        if self.focal_px is not None and not self.focal_px > 0:
+            fail("focal_px", "must be > 0 or None")
+
+    def replace(self, **changes: object) -> TrackerConfig:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        """One line for the start-up log."""
+        fields = dataclasses.asdict(self)
+        return "tracker: " + ", ".join(f"{k}={v}" for k, v in fields.items())

@@ -1,0 +1,196 @@
+"""Greedy IoU tracker with confirmation (M of N), hysteresis, time-based coasting and events.
+
+Time comes only from the frames passed to :meth:`Tracker.update`, never from the wall clock, so
+a replay on an injected clock gives the same events on every run.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stopsign.edge.detections import Detections
+from stopsign.edge.postprocess import box_iou
+from stopsign.edge.tracking.config import TrackerConfig
+from stopsign.edge.tracking.distance import SpeedInput, distance_m, time_to_sign_s
+from stopsign.edge.tracking.events import AHEAD, LOST, TrackEvent
+from stopsign.edge.tracking.filter import AlphaBetaBox
+
+
+@dataclass
+class Track:
+    """One physical sign followed over frames (DESIGN.md: Track)."""
+
+    track_id: int
+    class_id: int
+    filter: AlphaBetaBox
+    score: float
+    first_seen_frame: int
+    first_seen_ns: int
+    last_seen_frame: int
+    last_seen_ns: int
+    last_update_ns: int
+    hits: int = 1
+    misses: int = 0
+    confirmed: bool = False
+    recent: deque[bool] = field(default_factory=deque)
+    distance_m: float | None = None
+
+    @property
+    def box(self) -> np.ndarray:
+        return self.filter.box
+
+
+class Tracker:
+    """Turns per-frame detections into tracks and ``stop_sign_ahead`` / ``stop_sign_lost`` events."""
+
+    def __init__(self, config: TrackerConfig | None = None, speed: SpeedInput | None = None) -> None:
+        self.config = config or TrackerConfig()
+        self.speed = speed or SpeedInput()
+        self.tracks: list[Track] = []
+        self._next_id = 1
+        self._last_frame = -1
+        self._last_ns = 0
+
+    # --- public API ------------------------------------------------------------------------------
+
+    def update(self, detections: Detections, frame_index: int, timestamp_ns: int) -> list[TrackEvent]:
+        """Advance to this frame; returns the events it caused (usually none)."""
+        cfg = self.config
+        self._last_frame, self._last_ns = frame_index, timestamp_ns
+        candidates = detections[detections.score >= cfg.stay_threshold] if len(detections) else detections
+        matches, unmatched = self._associate(candidates, timestamp_ns)
+        events: list[TrackEvent] = []
+        for track in self.tracks:
+            det = matches.get(track.track_id)
+            dt = (timestamp_ns - track.last_update_ns) / 1e9
+            hit = False
+            if det is not None:
+                score = float(candidates.score[det])
+                # Hysteresis: until confirmed only confident detections count; afterwards the lower
+                # stay threshold keeps the track alive through a dip in score.
+                hit = score >= (cfg.stay_threshold if track.confirmed else cfg.enter_threshold)
+                track.filter.update(candidates.xyxy[det], dt)
+                track.last_update_ns = timestamp_ns
+                track.score = cfg.score_alpha * score + (1 - cfg.score_alpha) * track.score
+            track.recent.append(hit)
+            while len(track.recent) > cfg.confirm_window:
+                track.recent.popleft()
+            if hit:
+                track.hits += 1
+                track.misses = 0
+                track.last_seen_frame, track.last_seen_ns = frame_index, timestamp_ns
+                if not track.confirmed and sum(track.recent) >= cfg.confirm_hits:
+                    track.confirmed = True
+                    events.append(self._event(AHEAD, track, frame_index, timestamp_ns, None))
+            else:
+                track.misses += 1
+        events += self._expire(frame_index, timestamp_ns)
+        for index in unmatched:
+            if candidates.score[index] >= cfg.enter_threshold:
+                self._start(candidates, int(index), frame_index, timestamp_ns)
+        if cfg.confirm_hits == 1:  # a track can be confirmed on its first frame
+            for track in self.tracks:
+                if not track.confirmed and track.first_seen_frame == frame_index:
+                    track.confirmed = True
+                    events.append(self._event(AHEAD, track, frame_index, timestamp_ns, None))
+        return events
+
+    def reset(self, reason: str, frame_index: int, timestamp_ns: int) -> list[TrackEvent]:
+        """End every track (e.g. the source restarted); new tracks need a fresh confirmation."""
+        events = [self._event(LOST, t, frame_index, timestamp_ns, reason) for t in self.tracks if t.confirmed]
+        self.tracks.clear()
+        return events
+
+    def flush(self) -> list[TrackEvent]:
+        """End of stream: close the open tracks at the last frame's time."""
+        return self.reset("end_of_stream", self._last_frame, self._last_ns)
+
+    # --- internals ---------------------------------------------------------------------------------
+
+    def _associate(self, detections: Detections, now_ns: int) -> tuple[dict[int, int], list[int]]:
+        """Greedy matching on affinity: IoU with the predicted box, or a growth-aware centre gate."""
+        cfg = self.config
+        if not self.tracks or not len(detections):
+            return {}, list(range(len(detections)))
+        predicted = np.stack([t.filter.predict((now_ns - t.last_update_ns) / 1e9) for t in self.tracks])
+        iou = box_iou(predicted, detections.xyxy)
+        pred_wh = np.maximum(predicted[:, 2:] - predicted[:, :2], 1e-3)
+        det_wh = np.maximum(detections.xyxy[:, 2:] - detections.xyxy[:, :2], 1e-3)
+        pred_c = (predicted[:, :2] + predicted[:, 2:]) / 2
+        det_c = (detections.xyxy[:, :2] + detections.xyxy[:, 2:]) / 2
+        offset = np.abs(det_c[None] - pred_c[:, None]) / pred_wh[:, None]  # in predicted box sizes
+        scale = np.abs(np.log(det_wh[None] / pred_wh[:, None])).max(axis=2)
+        near = (offset.max(axis=2) <= cfg.centre_gate) & (scale <= np.log(cfg.max_scale_change))
+        # IoU matches rank first; centre-gate matches get a small affinity below any IoU match.
+        affinity = np.where(
+            iou >= cfg.iou_gate, 1.0 + iou, np.where(near, 1.0 - offset.max(axis=2) / 10, 0.0)
+        )
+        same_class = np.array([t.class_id for t in self.tracks])[:, None] == detections.class_id[None]
+        affinity = np.where(same_class, affinity, 0.0)
+        matches: dict[int, int] = {}
+        used: set[int] = set()
+        flat = np.argsort(-affinity, axis=None, kind="stable")
+        for position in flat:
+            t, d = divmod(int(position), affinity.shape[1])
+            if affinity[t, d] <= 0:
+                break
+            track_id = self.tracks[t].track_id
+            if track_id in matches or d in used:
+                continue
+            matches[track_id] = d
+            used.add(d)
+        return matches, [d for d in range(len(detections)) if d not in used]
+
+    def _start(self, detections: Detections, index: int, frame_index: int, now_ns: int) -> None:
+        cfg = self.config
+        track = Track(
+            track_id=self._next_id,
+            class_id=int(detections.class_id[index]),
+            filter=AlphaBetaBox(detections.xyxy[index], cfg.alpha, cfg.beta),
+            score=float(detections.score[index]),
+            first_seen_frame=frame_index,
+            first_seen_ns=now_ns,
+            last_seen_frame=frame_index,
+            last_seen_ns=now_ns,
+            last_update_ns=now_ns,
+        )
+        track.recent.append(True)
+        self._next_id += 1
+        self.tracks.append(track)
+
+    def _expire(self, frame_index: int, now_ns: int) -> list[TrackEvent]:
+        limit_ns = self.config.max_age_s * 1e9
+        events, kept = [], []
+        for track in self.tracks:
+            if now_ns - track.last_seen_ns > limit_ns:
+                if track.confirmed:
+                    events.append(self._event(LOST, track, frame_index, now_ns, "timeout"))
+            else:
+                kept.append(track)
+        self.tracks = kept
+        return events
+
+    def _event(
+        self, kind: str, track: Track, frame_index: int, now_ns: int, reason: str | None
+    ) -> TrackEvent:
+        cfg = self.config
+        box = track.box
+        distance = distance_m(float(box[3] - box[1]), cfg.sign_size_m, cfg.focal_px)
+        track.distance_m = distance
+        speed = self.speed.current(now_ns, cfg.speed_max_age_s)
+        return TrackEvent(
+            event=kind,
+            frame=frame_index,
+            timestamp_ns=now_ns,
+            track_id=track.track_id,
+            box=tuple(float(v) for v in box),  # type: ignore[arg-type]
+            score=track.score,
+            hits=track.hits,
+            distance_m=distance,
+            time_to_sign_s=time_to_sign_s(distance, speed),
+            reason=reason,
+            first_seen_frame=track.first_seen_frame,
+        )
