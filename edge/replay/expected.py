@@ -1,0 +1,149 @@
+"""Expected replay outputs on disk, and their comparison with a fresh replay.
+
+``DRIVE/expected/<model sha256[:16]>.jsonl``: a header line naming the model, one line per frame
+(detections and confirmed tracks) and one per event. Comparison ignores timing fields and allows
+a tolerance on boxes (IoU) and scores, so it holds across machines and ONNX Runtime builds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stopsign.edge.artifacts import atomic_write_text
+from stopsign.edge.postprocess import box_iou
+from stopsign.edge.replay.runner import ReplayResult
+
+FORMAT_VERSION = 1
+TIMING_FIELDS = frozenset({"timestamp_ns", "time", "monotonic_ns", "time_to_sign_s"})
+
+
+class ExpectedError(ValueError):
+    """Expected outputs are missing or malformed; the message says how to create them."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    iou: float = 0.9
+    score: float = 0.02
+
+    @classmethod
+    def parse(cls, text: str) -> Tolerance:
+        """``iou=0.9,score=0.02`` (either part may be left out)."""
+        values: dict[str, float] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, sep, value = part.partition("=")
+            if not sep or key not in ("iou", "score"):
+                raise ValueError(f"--tolerance: expected iou=X,score=Y, got {part!r}")
+            values[key] = float(value)
+        tolerance = cls(**values)
+        if not (0 <= tolerance.iou <= 1 and tolerance.score >= 0):
+            raise ValueError(f"--tolerance: iou must be in [0, 1] and score >= 0, got {text!r}")
+        return tolerance
+
+
+def expected_path(drive: Path, model_sha256: str) -> Path:
+    return Path(drive) / "expected" / f"{model_sha256[:16]}.jsonl"
+
+
+def to_lines(result: ReplayResult) -> list[dict[str, Any]]:
+    names = result.spec.class_names
+    lines: list[dict[str, Any]] = [
+        {"kind": "header", "version": FORMAT_VERSION, "model_sha256": result.model_sha256,
+         "drive": result.drive.name, "frames": len(result.frames)}
+    ]  # fmt: skip
+    for record in result.frames:
+        lines.append({"kind": "frame", "frame": record.frame, "detections": record.detections.to_records(names),
+                      "tracks": record.tracks})  # fmt: skip
+    lines += [{"kind": "event", **event} for event in result.events]
+    return lines
+
+
+def write_expected(result: ReplayResult, path: Path | None = None) -> Path:
+    path = path or expected_path(result.drive, result.model_sha256)
+    text = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in to_lines(result))
+    return atomic_write_text(path, text)
+
+
+def read_expected(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise ExpectedError(f"{path}: no expected outputs for this model; create them with --update-expected")
+    lines = []
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            lines.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise ExpectedError(f"{path}:{line_no}: not JSON ({exc})") from None
+    if not lines or lines[0].get("kind") != "header":
+        raise ExpectedError(f"{path}:1: missing header line")
+    return lines
+
+
+def _boxes(items: list[dict[str, Any]], key: str) -> np.ndarray:
+    return np.array([item[key] for item in items], np.float32).reshape(-1, 4)
+
+
+def _compare_sets(
+    where: str, want: list[dict[str, Any]], got: list[dict[str, Any]], key: str, tol: Tolerance
+) -> list[str]:
+    """Same number of boxes, each matched (greedy by IoU) within the tolerances."""
+    if len(want) != len(got):
+        return [f"{where}: expected {len(want)} boxes, got {len(got)}"]
+    if not want:
+        return []
+    want_boxes, got_boxes = _boxes(want, key), _boxes(got, key)
+    iou = box_iou(want_boxes, got_boxes)
+    # Boxes clipped to zero area at the frame edge have IoU 0 even with themselves: equal is equal.
+    same = np.abs(want_boxes[:, None] - got_boxes[None]).max(axis=2) <= 0.5
+    iou = np.where(same, 1.0, iou)
+    diffs, used = [], set()
+    for i in np.argsort(-iou.max(axis=1)):
+        j = int(np.argmax(np.where([k in used for k in range(len(got))], -1, iou[i])))
+        used.add(j)
+        if iou[i, j] < tol.iou:
+            diffs.append(
+                f"{where}: box {want[i][key]} moved to {got[j][key]} (IoU {iou[i, j]:.3f} < {tol.iou})"
+            )
+        elif abs(want[i]["score"] - got[j]["score"]) > tol.score:
+            diffs.append(
+                f"{where}: score {want[i]['score']:.4f} -> {got[j]['score']:.4f} (tolerance {tol.score})"
+            )
+    return diffs
+
+
+def compare(expected: list[dict[str, Any]], actual: list[dict[str, Any]], tol: Tolerance) -> list[str]:
+    """Readable differences (empty when the replay matches). Events must match in order."""
+    diffs: list[str] = []
+    want_frames = [line for line in expected if line["kind"] == "frame"]
+    got_frames = [line for line in actual if line["kind"] == "frame"]
+    if len(want_frames) != len(got_frames):
+        diffs.append(f"frames: expected {len(want_frames)}, replayed {len(got_frames)}")
+    for want, got in zip(want_frames, got_frames):
+        diffs += _compare_sets(
+            f"frame {want['frame']} detections", want["detections"], got["detections"], "xyxy", tol
+        )
+    want_events = [line for line in expected if line["kind"] == "event"]
+    got_events = [line for line in actual if line["kind"] == "event"]
+    for position in range(max(len(want_events), len(got_events))):
+        want = want_events[position] if position < len(want_events) else None
+        got = got_events[position] if position < len(got_events) else None
+        if want is None or got is None:
+            missing = want or got
+            assert missing is not None
+            label = "missing" if got is None else "unexpected"
+            diffs.append(f"event {position}: {label} {missing['event']} of track {missing['track_id']} "
+                         f"at frame {missing['frame']}")  # fmt: skip
+            continue
+        identity = ("event", "track_id", "frame", "reason")
+        if any(want.get(k) != got.get(k) for k in identity):
+            diffs.append("event {}: expected {} track {} frame {} ({}), got {} track {} frame {} ({})".format(
+                position, *(want.get(k) for k in identity), *(got.get(k) for k in identity)))  # fmt: skip
+            continue
+        diffs += _compare_sets(
+            f"event {position} ({want['event']}, frame {want['frame']})", [want], [got], "box", tol
+        )
+    return diffs
