@@ -55,8 +55,9 @@ def open_drive(folder: str | Path) -> RecordedDrive:
 def read_frames(drive: RecordedDrive) -> list[np.ndarray]:
     """Decode every frame of the drive's video; an index longer than the video is an error.
 
-    A video longer than its index (a recording cut off between writing a frame and its index
-    line) is trimmed to the index.
+    Except for a recording that never finished (``"finished": false`` in meta.json: cut by a
+    crash, SIGKILL or power loss): its index is trimmed to the frames the video still holds.
+    A video longer than its index is trimmed to the index.
     """
     capture = cv2.VideoCapture(str(drive.video))
     if not capture.isOpened():
@@ -71,6 +72,9 @@ def read_frames(drive: RecordedDrive) -> list[np.ndarray]:
     finally:
         capture.release()
     if len(frames) < len(drive.timestamps):
+        if drive.meta.get("finished") is False:
+            del drive.timestamps[len(frames) :]  # the unfinished tail never reached the disk
+            return frames
         raise DriveError(
             f"{drive.video}: {len(frames)} decodable frames but frames.jsonl indexes {len(drive.timestamps)} "
             f"(frames.jsonl:{len(frames) + 1} has no video frame)"
