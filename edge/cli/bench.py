@@ -1,0 +1,136 @@
+"""``edge-bench``: FPS and latency you can compare across backends, precisions and machines.
+
+    edge-bench                                        shipped model, ONNX Runtime, model-only + end-to-end
+    edge-bench --model m416.onnx m640.onnx --batch 1 4 --json out.json --plot out.png
+    edge-bench --mode e2e --source /dev/video0 --duration 60
+
+Input size and precision are properties of a model file: give several files (e.g. exported at 416
+and 640, FP32 and INT8) to compare them. Warm-up is excluded from every figure. The JSON layout is
+``{"machine", "versions", "runs": [{"mode", "backend", "precision", "img", "batch", "frames", "fps",
+"latency_ms": {"min","p50","p90","p99","max"}, "stages_ms" (e2e), "rss_mb", ...}]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stopsign.edge.artifacts import atomic_write_text
+from stopsign.edge.backends.base import BackendError
+from stopsign.edge.benchmark import BenchRun, bench_e2e, bench_model, library_versions, machine_info
+from stopsign.edge.spec import ModelSpecError
+
+SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "stopsign.onnx"
+DEFAULT_SOURCE = "test://?pattern=snow&size=1280x720&live=0"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="edge-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--model", type=Path, nargs="+", default=[SHIPPED_MODEL], help="model file(s)")
+    p.add_argument(
+        "--backend", nargs="+", default=["auto"], help="backend(s): auto, onnxruntime, torch, tensorrt"
+    )
+    p.add_argument("--mode", choices=("model", "e2e", "both"), default="both")
+    p.add_argument(
+        "--batch", type=int, nargs="+", default=[1], help="model-only batch sizes (dynamic-batch models)"
+    )
+    p.add_argument(
+        "--source", default=DEFAULT_SOURCE, help=f"end-to-end source URI (default {DEFAULT_SOURCE})"
+    )
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--frames", type=int, default=200, help="measured frames per run (default 200)")
+    length.add_argument("--duration", type=float, help="measured seconds per run instead of --frames")
+    p.add_argument("--warmup", type=int, default=20, help="frames excluded at the start (default 20)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for the backend (0: one per core)")
+    p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--plot", type=Path, help="latency histograms per configuration (PNG)")
+    return p
+
+
+def markdown(runs: list[BenchRun]) -> str:
+    lines = ["| mode | backend | precision | img | batch | frames | FPS | p50 ms | p90 ms | p99 ms | max ms | stages p50 ms (pre/infer/post/track) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for run in runs:
+        lat = run.latency_summary()
+        st = run.stages_ms
+        stages = (
+            "/".join(
+                f"{st[k]:.2f}" if st.get(k) is not None else "-"
+                for k in ("preprocess", "infer", "postprocess", "track")
+            )
+            if st
+            else "-"
+        )
+        lines.append(f"| {run.mode} | {run.backend} | {run.precision} | {run.img} | {run.batch} | {run.frames} | "
+                     f"{run.fps:.1f} | {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {lat['max']:.2f} | {stages} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def plot(runs: list[BenchRun], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(runs), 1, figsize=(8, 2.2 * len(runs)), squeeze=False)
+    for ax, run in zip(axes[:, 0], runs):
+        ax.hist(run.latencies_ms, bins=50, color="tab:blue" if run.mode == "model" else "tab:orange")
+        lat = run.latency_summary()
+        for key, style in (("p50", "-"), ("p99", "--")):
+            ax.axvline(
+                lat[key], color="black", linestyle=style, linewidth=1, label=f"{key} {lat[key]:.1f} ms"
+            )
+        ax.set_title(f"{run.mode} {run.backend} {run.precision} {run.img}px batch {run.batch}", fontsize=9)
+        ax.legend(fontsize=7)
+    axes[-1, 0].set_xlabel("latency (ms)")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.frames < 2 or args.warmup < 0 or any(b < 1 for b in args.batch):
+        print("edge-bench: --frames must be >= 2, --warmup >= 0, --batch >= 1", file=sys.stderr)
+        return 2
+    runs: list[BenchRun] = []
+    try:
+        for model in args.model:
+            if not model.is_file():
+                print(f"edge-bench: model {model} not found", file=sys.stderr)
+                return 2
+            for backend in args.backend:
+                if args.mode in ("model", "both"):
+                    for batch in args.batch:
+                        frames = args.frames
+                        if args.duration:  # calibrate the frame count on a short probe
+                            probe = bench_model(model, backend, 5, 2, batch, args.threads)
+                            frames = max(2, int(args.duration * probe.fps / batch))
+                        runs.append(bench_model(model, backend, frames, args.warmup, batch, args.threads))
+                if args.mode in ("e2e", "both"):
+                    frames = args.frames if not args.duration else max(2, int(args.duration * 30))
+                    runs.append(bench_e2e(model, backend, args.source, frames, args.warmup, args.threads))
+    except (BackendError, ModelSpecError, RuntimeError) as exc:
+        print(f"edge-bench: {exc}", file=sys.stderr)
+        return 1
+    print(markdown(runs))
+    if args.json:
+        report = {
+            "machine": machine_info(),
+            "versions": library_versions(),
+            "runs": [r.to_dict() for r in runs],
+        }
+        atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
+    if args.plot:
+        plot(runs, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
