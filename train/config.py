@@ -61,6 +61,11 @@ class RuntimeConfig:
     amp: bool = _f(True, "mixed precision on CUDA (ignored on CPU)")
     seed: int = _f(0, "seed of shuffling, augmentation and initialisation", 0, 2**31 - 1)
     deterministic: bool = _f(False, "deterministic algorithms (slower; bitwise-repeatable on one device)")
+    dist_backend: str = _f(
+        "", "DDP backend: '' (NCCL on CUDA, gloo on CPU), 'nccl' or 'gloo'", choices=("", "nccl", "gloo")
+    )
+    sync_bn: bool = _f(False, "SyncBatchNorm across DDP ranks (CUDA only)")
+    freeze_bn: bool = _f(False, "keep BatchNorm layers in eval mode (fine-tuning; exact DDP comparisons)")
 
 
 @dataclass

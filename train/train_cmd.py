@@ -31,6 +31,9 @@ FLAG_KEYS: dict[str, tuple[str, str]] = {
     "device": ("runtime", "device"),
     "seed": ("runtime", "seed"),
     "deterministic": ("runtime", "deterministic"),
+    "dist_backend": ("runtime", "dist_backend"),
+    "sync_bn": ("runtime", "sync_bn"),
+    "freeze_bn": ("runtime", "freeze_bn"),
     "project": ("output", "project"),
     "name": ("output", "name"),
     "exist_ok": ("output", "exist_ok"),
@@ -67,6 +70,20 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=int, help="random seed (default 0)")
     add("--deterministic", action="store_const", const=True, help="deterministic algorithms")
     add(
+        "--dist-backend",
+        dest="dist_backend",
+        choices=("nccl", "gloo"),
+        help="DDP backend (default: nccl on CUDA, gloo on CPU)",
+    )
+    add(
+        "--sync-bn",
+        dest="sync_bn",
+        action="store_const",
+        const=True,
+        help="SyncBatchNorm across ranks (CUDA only)",
+    )
+    add("--freeze-bn", dest="freeze_bn", action="store_const", const=True, help="keep BatchNorm in eval mode")
+    add(
         "--resume",
         nargs="?",
         const="",
@@ -92,6 +109,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so `edge-train info` does not pay for the training stack.
+    import torch
+
+    from stopsign.train.distributed import DistributedError, init_distributed, shutdown
     from stopsign.train.trainer import TrainError, find_resume_checkpoint, train
 
     try:
@@ -101,7 +121,13 @@ def run(args: argparse.Namespace) -> int:
             resume = find_resume_checkpoint(args.resume, Path(config.output.project))
         elif not config.data.data:
             raise ConfigError("command line: --data is required (a data.yaml or dataset folder)")
-        result = train(config, resume)
+        # Under torchrun or srun this joins the process group; alone it is a single process.
+        cuda = torch.cuda.is_available() and config.runtime.device != "cpu"
+        ctx = init_distributed(config.runtime.dist_backend, use_cuda=cuda)
+        try:
+            result = train(config, resume, ctx)
+        finally:
+            shutdown()
     except (
         ConfigError,
         DatasetError,
@@ -109,10 +135,13 @@ def run(args: argparse.Namespace) -> int:
         CheckpointError,
         ModelConfigError,
         TrainError,
+        DistributedError,
         ValueError,
     ) as exc:
         print(f"edge-train train: {exc}")
         return 2
+    if not ctx.is_main:
+        return 0
     print(
         f"done: {result.epochs_run} epoch(s), best epoch {result.best_epoch} (fitness {result.best_fitness:.4f}); "
         f"results in {result.run_dir}"

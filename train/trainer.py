@@ -16,6 +16,8 @@ optimised travel in the train state as ``model.<key>`` with the optimizer buffer
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from stopsign.train import evaluate, optim
+from stopsign.train import distributed, evaluate, optim
 from stopsign.train.checkpoint import (
     TrainState,
     load_checkpoint,
@@ -125,6 +127,10 @@ class Trainer:
                 f"{len(self.plan.ids)} (see the distributed-training docs)"
             )
         self.device = self.plan.device
+        if self.ctx.world_size > 1 and self.device.type == "cuda":
+            # One process per GPU: this rank's GPU is the local rank's entry of --device (or its index).
+            ids = self.plan.ids or tuple(range(torch.cuda.device_count()))
+            self.device = torch.device(f"cuda:{ids[self.ctx.local_rank % len(ids)]}")
         self.amp = config.runtime.amp and self.device.type == "cuda"
 
     def log(self, message: str) -> None:
@@ -151,6 +157,7 @@ class Trainer:
         else:
             model = build_initial_model(cfg.model.cfg, cfg.model.weights, self.data.nc, log=self.log)
         self.model = model.to(self.device)
+        self.train_module = self._distribute(self.model)
         self.hyp = cfg.hyp
         self.loss_fn = YoloLoss.for_model(self.model, cfg.hyp, cfg.data.img)
         batch = cfg.schedule.batch // self.ctx.world_size
@@ -183,7 +190,15 @@ class Trainer:
         workers = cfg.data.workers
         rank, world = self.ctx.rank, self.ctx.world_size
         self.train_loader = build_loader(self.train_set, batch, workers, True, seed, pin, rank, world)
-        self.val_loader = build_loader(self.val_set, batch * 2, workers, False, seed, pin)
+        # Each rank validates its shard; the records are gathered (see validate).
+        self.val_loader = build_loader(self.val_set, batch * 2, workers, False, seed, pin, rank, world)
+        if world > 1:
+            self.run_dir = Path(distributed.broadcast_from_main(self.ctx, str(self.run_dir)))
+            files = [str(p) for p in self.data.train.images + self.data.val.images]
+            fingerprint = hashlib.sha256(json.dumps([config_to_dict(cfg), files]).encode()).hexdigest()
+            distributed.check_same_everywhere(
+                self.ctx, "the configuration and the dataset files", fingerprint
+            )
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "weights").mkdir(exist_ok=True)
@@ -192,6 +207,17 @@ class Trainer:
             self.run_log.write()
         self.log(dump_config(cfg))
         self.log(f"run folder {self.run_dir}; device {self.device}{' (AMP)' if self.amp else ''}")
+
+    def _distribute(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module the training step runs: DDP-wrapped when there are several ranks."""
+        if self.ctx.world_size == 1:
+            return model
+        if self.config.runtime.sync_bn:
+            if self.device.type != "cuda":
+                raise TrainError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm does not run on CPU")
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
     def _restore(self, history: list[dict[str, float]]) -> None:
         assert self.state is not None
@@ -259,6 +285,10 @@ class Trainer:
     def _train_epoch(self, epoch: int, warmup_iters: int) -> np.ndarray:
         cfg = self.config
         self.model.train()
+        if self.config.runtime.freeze_bn:
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         self.train_set.set_epoch(epoch)
         self.train_loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
         batches = len(self.train_loader)
@@ -274,11 +304,14 @@ class Trainer:
         self.optimizer.zero_grad()
         for i, (images, targets, _) in enumerate(bar):
             iteration = i + batches * epoch
-            accumulate = optim.accumulation_steps(self.batch, cfg.schedule.nbs, iteration, warmup_iters)
+            # Accumulation follows the global batch, so a DDP run steps exactly when one process would.
+            accumulate = optim.accumulation_steps(
+                cfg.schedule.batch, cfg.schedule.nbs, iteration, warmup_iters
+            )
             optim.apply_schedule(self.optimizer, self.hyp, factor, iteration, warmup_iters)
             x = images.to(self.device, non_blocking=True).float() / 255
             with torch.autocast(self.device.type, enabled=self.amp):
-                preds = self.model(x)
+                preds = self.train_module(x)
                 loss, items = self.loss_fn(preds, targets.to(self.device))
             # DDP hook (issue 5): gradients are averaged over ranks; YOLOv5 scales by world size here.
             self.scaler.scale(loss * self.ctx.world_size).backward()
@@ -311,10 +344,12 @@ class Trainer:
             self.ema.update(self.model)
 
     def validate(self, model: torch.nn.Module, final: bool = False) -> evaluate.EvalResult:
+        """Metrics on the validation set: each rank predicts its shard, every rank gets all records."""
         cfg = self.config
+        loader = self.val_loader if not final else self._full_val_loader()
         records, losses, ms = evaluate.predict_and_match(
             model,
-            self.val_loader,
+            loader,
             self.device,
             cfg.output.val_conf,
             cfg.output.val_iou,
@@ -322,7 +357,18 @@ class Trainer:
             self.amp,
             desc="val (final)" if final else "val",
         )
+        if not final and self.ctx.world_size > 1:
+            # DistributedSampler pads shards to equal length: keep one record per image.
+            unique = {r.index: r for r in distributed.gather_to_main(self.ctx, records)}
+            records = [unique[i] for i in sorted(unique)]
         return evaluate.summarise(records, self.data.val, self.data.nc, losses, ms)
+
+    def _full_val_loader(self) -> torch.utils.data.DataLoader:
+        if self.ctx.world_size == 1:
+            return self.val_loader
+        cfg = self.config
+        pin = self.device.type == "cuda"
+        return build_loader(self.val_set, self.batch * 2, cfg.data.workers, False, cfg.runtime.seed, pin)
 
     def run(self) -> TrainResult:
         self._setup()

@@ -1,0 +1,189 @@
+"""One way into distributed training for every launcher: torchrun, SLURM ``srun``, or none.
+
+:func:`init_distributed` reads the launcher's environment, picks the backend (NCCL on CUDA, gloo
+on CPU, or what ``--dist-backend`` says), sets this process's GPU and joins the process group.
+Without any launcher variables the run is single-process and nothing is initialised.
+
+torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT. Under ``srun`` (one task
+per GPU) SLURM sets SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID and SLURM_JOB_NODELIST; the master
+is the first host of the node list and the port comes from MASTER_PORT or the job id.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from stopsign.train.devices import DistContext
+
+BACKENDS = ("nccl", "gloo")
+
+
+class DistributedError(RuntimeError):
+    """The launcher's environment is inconsistent, or ranks disagree; the message names what."""
+
+
+@dataclass(frozen=True)
+class LaunchInfo:
+    """What the launcher told this process. ``launcher`` is "torchrun" or "slurm"."""
+
+    launcher: str
+    rank: int
+    local_rank: int
+    world_size: int
+    master_addr: str
+    master_port: int
+
+
+def expand_nodelist(nodelist: str) -> list[str]:
+    """SLURM's compact host list (``node[01-03,07],gpu5``) -> host names, in order."""
+    hosts: list[str] = []
+    for match in re.finditer(r"([^,\[]+)(?:\[([^\]]+)\])?", nodelist):
+        prefix, ranges = match.group(1), match.group(2)
+        if ranges is None:
+            hosts.append(prefix)
+            continue
+        for part in ranges.split(","):
+            low, _, high = part.partition("-")
+            if not high:
+                hosts.append(prefix + low)
+                continue
+            width = len(low)
+            hosts += [f"{prefix}{i:0{width}d}" for i in range(int(low), int(high) + 1)]
+    return hosts
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a node list, asking ``scontrol show hostnames`` where it exists."""
+    if shutil.which("scontrol"):
+        try:
+            out = subprocess.run(
+                ["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, timeout=10
+            )
+            if out.returncode == 0 and out.stdout.split():
+                return out.stdout.split()[0]
+        except (OSError, subprocess.SubprocessError):
+            pass  # fall back to our own parser below
+    hosts = expand_nodelist(nodelist)
+    if not hosts:
+        raise DistributedError(f"SLURM_JOB_NODELIST={nodelist!r} names no host")
+    return hosts[0]
+
+
+def _int(env: Mapping[str, str], key: str) -> int:
+    try:
+        return int(env[key])
+    except ValueError:
+        raise DistributedError(f"{key}={env[key]!r} is not an integer") from None
+
+
+def detect_launch(env: Mapping[str, str]) -> LaunchInfo | None:
+    """The launch described by ``env`` (torchrun first, then SLURM), or None for a single process."""
+    if "RANK" in env and "WORLD_SIZE" in env:
+        for key in ("MASTER_ADDR", "MASTER_PORT"):
+            if key not in env:
+                raise DistributedError(f"RANK and WORLD_SIZE are set but {key} is not (launch with torchrun)")
+        info = LaunchInfo("torchrun", _int(env, "RANK"), _int(env, "LOCAL_RANK") if "LOCAL_RANK" in env else 0,
+                          _int(env, "WORLD_SIZE"), env["MASTER_ADDR"], _int(env, "MASTER_PORT"))  # fmt: skip
+    elif "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
+        ntasks = _int(env, "SLURM_NTASKS")
+        if ntasks <= 1:
+            return None  # a one-task job step is a plain single-process run
+        if "SLURM_JOB_NODELIST" not in env and "MASTER_ADDR" not in env:
+            raise DistributedError("SLURM_JOB_NODELIST is not set: cannot find the master host")
+        addr = env.get("MASTER_ADDR") or first_host(env["SLURM_JOB_NODELIST"])
+        if "MASTER_PORT" in env:
+            port = _int(env, "MASTER_PORT")
+        elif "SLURM_JOB_ID" in env:
+            port = 20000 + _int(env, "SLURM_JOB_ID") % 20000  # per job: jobs sharing a node do not collide
+        else:
+            port = 29500
+        info = LaunchInfo("slurm", _int(env, "SLURM_PROCID"), _int(env, "SLURM_LOCALID") if "SLURM_LOCALID" in env else 0,
+                          ntasks, addr, port)  # fmt: skip
+    else:
+        return None
+    if info.world_size < 1 or not 0 <= info.rank < info.world_size:
+        raise DistributedError(f"{info.launcher}: rank {info.rank} is outside world size {info.world_size}")
+    return info
+
+
+def choose_backend(requested: str, cuda: bool) -> str:
+    """NCCL for CUDA, gloo for CPU, unless asked otherwise (NCCL cannot run without CUDA)."""
+    if not requested:
+        return "nccl" if cuda else "gloo"
+    if requested not in BACKENDS:
+        raise DistributedError(f"--dist-backend {requested!r}: expected one of {BACKENDS}")
+    if requested == "nccl" and not cuda:
+        raise DistributedError("--dist-backend nccl needs CUDA; use gloo on CPU")
+    return requested
+
+
+def init_distributed(
+    backend: str = "", use_cuda: bool | None = None, env: Mapping[str, str] | None = None
+) -> DistContext:
+    """Join the process group described by the environment; single process when there is none."""
+    env = os.environ if env is None else env
+    info = detect_launch(env)
+    if info is None or info.world_size == 1:
+        return DistContext()
+    cuda = torch.cuda.is_available() if use_cuda is None else use_cuda
+    chosen = choose_backend(backend, cuda)
+    if cuda:
+        torch.cuda.set_device(info.local_rank % max(torch.cuda.device_count(), 1))
+    if not dist.is_initialized():
+        dist.init_process_group(
+            chosen,
+            init_method=f"tcp://{info.master_addr}:{info.master_port}",
+            rank=info.rank,
+            world_size=info.world_size,
+        )
+    return DistContext(rank=info.rank, local_rank=info.local_rank, world_size=info.world_size)
+
+
+def shutdown() -> None:
+    """Leave the process group (safe to call when none exists)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def check_same_everywhere(ctx: DistContext, what: str, fingerprint: str) -> None:
+    """Every rank must hold the same ``fingerprint`` (config + data); a clear error otherwise."""
+    if ctx.world_size == 1:
+        return
+    gathered: list[str | None] = [None] * ctx.world_size
+    dist.all_gather_object(gathered, fingerprint)
+    differing = [rank for rank, value in enumerate(gathered) if value != gathered[0]]
+    if differing:
+        raise DistributedError(
+            f"ranks {differing} disagree with rank 0 on {what}: every rank must use the same"
+        )
+
+
+def gather_to_main(ctx: DistContext, items: list) -> list:
+    """Concatenate every rank's list on all ranks (rank order)."""
+    if ctx.world_size == 1:
+        return items
+    gathered: list[list | None] = [None] * ctx.world_size
+    dist.all_gather_object(gathered, items)
+    return [item for part in gathered for item in (part or [])]
+
+
+def broadcast_from_main(ctx: DistContext, value: object) -> object:
+    """Rank 0's ``value`` on every rank (e.g. the run folder it chose)."""
+    if ctx.world_size == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.world_size > 1:
+        dist.barrier()
