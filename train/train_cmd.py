@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 from pathlib import Path
 
 from stopsign.train.checkpoint import CheckpointError
@@ -124,6 +125,11 @@ def run(args: argparse.Namespace) -> int:
         # Under torchrun or srun this joins the process group; alone it is a single process.
         cuda = torch.cuda.is_available() and config.runtime.device != "cpu"
         ctx = init_distributed(config.runtime.dist_backend, use_cuda=cuda)
+        if ctx.world_size > 1:
+            print(
+                f"rank {ctx.rank}/{ctx.world_size} (local {ctx.local_rank}) on {socket.gethostname()}",
+                flush=True,
+            )
         try:
             result = train(config, resume, ctx)
         finally:

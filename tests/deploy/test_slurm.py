@@ -1,0 +1,155 @@
+"""A real one-node SLURM cluster (slurmctld + slurmd + munge) runs deploy/slurm/train.sbatch with 2 tasks.
+
+The test starts the daemons itself with a configuration in a temporary folder (SLURM_CONF), and
+stops the ones it started by their process ids. Where they cannot start it skips with their own
+error text, except under CI=true, where that is a failure: CI runs as root and can start them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.train.test_distributed import _dataset
+
+REPO = Path(__file__).resolve().parents[2]
+SBATCH = REPO / "deploy" / "slurm" / "train.sbatch"
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"local SLURM cluster unavailable under CI: {reason}")
+    pytest.skip(f"local SLURM cluster unavailable: {reason}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ensure_munge(started: list[subprocess.Popen]) -> None:
+    if subprocess.run("munge -n | unmunge", shell=True, capture_output=True).returncode == 0:
+        return
+    key = Path("/etc/munge/munge.key")
+    if not key.exists():
+        result = subprocess.run(["mungekey", "-c", "-k", str(key)], capture_output=True, text=True)
+        if result.returncode != 0:
+            _unavailable(f"mungekey: {result.stderr.strip()}")
+        shutil.chown(key, "munge", "munge")
+        key.chmod(0o400)
+    for folder in ("/run/munge", "/var/log/munge", "/var/lib/munge"):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.chown(folder, "munge", "munge")
+    process = subprocess.Popen(
+        ["munged", "--force", "--foreground"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    started.append(process)
+    for _ in range(50):
+        if subprocess.run("munge -n | unmunge", shell=True, capture_output=True).returncode == 0:
+            return
+        if process.poll() is not None:
+            _unavailable(f"munged exited: {process.stdout.read() if process.stdout else ''}")
+        time.sleep(0.1)
+    _unavailable("munged did not answer within 5 s")
+
+
+@pytest.fixture
+def slurm_cluster(tmp_path: Path) -> Iterator[dict[str, str]]:
+    if os.geteuid() != 0:
+        _unavailable("not root")
+    for tool in ("slurmctld", "slurmd", "munged", "sbatch", "sinfo"):
+        if shutil.which(tool) is None:
+            _unavailable(f"{tool} is not installed (apt-get install slurm-wlm munge)")
+    started: list[subprocess.Popen] = []
+    try:
+        _ensure_munge(started)
+        host = socket.gethostname()
+        state = tmp_path / "slurm"
+        (state / "spool").mkdir(parents=True)
+        (state / "d").mkdir()
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+        conf = state / "slurm.conf"
+        conf.write_text(
+            f"""ClusterName=stopsign-test
+SlurmctldHost={host}
+SlurmctldPort={_free_port()}
+SlurmdPort={_free_port()}
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SwitchType=switch/none
+MpiDefault=none
+SlurmUser=root
+SlurmdUser=root
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+ReturnToService=2
+StateSaveLocation={state / "spool"}
+SlurmdSpoolDir={state / "d"}
+SlurmctldPidFile={state / "slurmctld.pid"}
+SlurmdPidFile={state / "slurmd.pid"}
+SlurmctldLogFile={state / "slurmctld.log"}
+SlurmdLogFile={state / "slurmd.log"}
+JobCompType=jobcomp/none
+NodeName={host} CPUs={os.cpu_count()} RealMemory={memory} State=UNKNOWN
+PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
+"""
+        )
+        env = {**os.environ, "SLURM_CONF": str(conf)}
+        for daemon in ("slurmctld", "slurmd"):
+            started.append(subprocess.Popen([daemon, "-D", "-f", str(conf)], env=env, stdout=subprocess.PIPE,
+                                            stderr=subprocess.STDOUT, text=True))  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for process in started[-2:]:
+                if process.poll() is not None:
+                    _unavailable(
+                        f"{process.args[0]} exited: {process.stdout.read() if process.stdout else ''}"
+                    )
+            states = subprocess.run(
+                ["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True
+            ).stdout.split()
+            if "idle" in states:
+                break
+            time.sleep(0.5)
+        else:
+            _unavailable(
+                f"the node never became idle: {(state / 'slurmd.log').read_text()[-1000:] if (state / 'slurmd.log').exists() else ''}"
+            )
+        yield env
+    finally:
+        for process in reversed(started):
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_sbatch_trains_with_two_tasks(slurm_cluster: dict[str, str], tmp_path: Path) -> None:
+    data = _dataset(tmp_path / "data")
+    env = {
+        **slurm_cluster,
+        "DATA": str(data), "REPO": str(REPO), "VENV": str(Path(sys.executable).parent.parent), "DEVICE": "cpu",
+        "IMG": "64", "EPOCHS": "1", "BATCH": "4", "PROJECT": str(tmp_path / "runs"), "NAME": "slurm",
+        "EXTRA_ARGS": "--workers 0 --cfg yolov5n", "OMP_NUM_THREADS": "1",
+    }  # fmt: skip
+    log = tmp_path / "job.out"
+    result = subprocess.run(
+        ["sbatch", "--wait", "--nodes=1", "--ntasks-per-node=2", f"--output={log}", "--export=ALL", str(SBATCH)],
+        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    text = log.read_text() if log.exists() else ""
+    assert result.returncode == 0, f"{result.stderr}\n{text[-3000:]}"
+    assert "rank 0/2" in text and "rank 1/2" in text, text[-3000:]
+    assert (tmp_path / "runs" / "slurm" / "weights" / "last" / "spec.json").is_file()
