@@ -40,6 +40,7 @@ class DriveMetrics:
     delay_ms: float | None
     delay_from_20px_frames: int | None
     first_raw_hit_frame: int | None  # first frame the raw detector fired (at the enter threshold) on the sign
+    raw_false_events: int  # times a threshold-only detector would have fired on something unlabelled
     id_switches: int
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,6 +85,12 @@ def drive_metrics(result: ReplayResult, labels: DriveLabels) -> DriveMetrics:
         i for i in labelled
         if any(s >= enter and _overlaps(b, labels.boxes[i]) for b, s in zip(*raw[i]))
     ]  # fmt: skip
+    # A threshold-only detector "fires" on every rising edge of a confident unlabelled detection.
+    false_frames = [
+        any(s >= enter and not _overlaps(b, labels.boxes[i]) for b, s in zip(*raw[i]))
+        for i in range(len(frames))
+    ]
+    raw_false_events = sum(1 for i, f in enumerate(false_frames) if f and (i == 0 or not false_frames[i - 1]))
     return DriveMetrics(
         frames=len(frames),
         labelled_frames=len(labelled),
@@ -102,5 +109,6 @@ def drive_metrics(result: ReplayResult, labels: DriveLabels) -> DriveMetrics:
         else round((times[event_frame] - times[first]) / 1e6, 1),
         delay_from_20px_frames=None if event_frame is None or not big else event_frame - big[0],
         first_raw_hit_frame=raw_hits[0] if raw_hits else None,
+        raw_false_events=raw_false_events,
         id_switches=max(len({e["track_id"] for e in true_events}) - 1, 0),
     )

@@ -60,17 +60,22 @@ def _cell(value: object) -> str:
 def markdown_table(rows: list[tuple[str, DriveMetrics | None, int]]) -> str:
     """rows: (drive name, metrics or None when unlabelled, number of stop_sign_ahead events)."""
     lines = [
-        "| drive | frames | labelled | AP50 raw | AP50 smoothed | events | false events | first raw hit | event frame | delay (frames / ms) | missed | ID switches |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| drive | frames | labelled | AP50 raw | AP50 smoothed | raw false events | smoothed events | smoothed false events | first raw hit | event frame | delay (frames / ms) | added delay (frames) | missed | ID switches |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m, events in rows:
         if m is None:
-            lines.append(f"| {name} | - | - | - | - | {events} | - | - | - | - | - | - |")
+            lines.append(f"| {name} | - | - | - | - | - | {events} | - | - | - | - | - | - | - |")
             continue
         delay = "-" if m.delay_frames is None else f"{m.delay_frames} / {m.delay_ms:.0f}"
+        added = (
+            None
+            if m.event_frame is None or m.first_raw_hit_frame is None
+            else m.event_frame - m.first_raw_hit_frame
+        )
         lines.append(
             f"| {name} | {m.frames} | {m.labelled_frames} | {_cell(m.ap50_raw)} | {_cell(m.ap50_smoothed)} | "
-            f"{m.events} | {m.false_events} | {_cell(m.first_raw_hit_frame)} | {_cell(m.event_frame)} | {delay} | "
-            f"{'yes' if m.missed else 'no'} | {m.id_switches} |"
+            f"{m.raw_false_events} | {m.events} | {m.false_events} | {_cell(m.first_raw_hit_frame)} | "
+            f"{_cell(m.event_frame)} | {delay} | {_cell(added)} | {'yes' if m.missed else 'no'} | {m.id_switches} |"
         )
     return "\n".join(lines) + "\n"
