@@ -110,6 +110,14 @@ def resolve_backend(name: str, model_path: str | Path) -> type[Backend]:
         if not cls.is_available():
             raise BackendError(f"backend {name!r} is not available here (its runtime is not installed)")
         return cls
+    if Path(model_path).is_dir() and (Path(model_path) / "spec.json").is_file():
+        # A training checkpoint folder: only the torch backend reads those.
+        cls = backend_class("torch")
+        if not cls.is_available():
+            raise BackendError(
+                f"{model_path} is a training checkpoint: it needs torch; export it to ONNX instead"
+            )
+        return cls
     suffix = Path(model_path).suffix.lower()
     # An .onnx file runs on ONNX Runtime; engines and checkpoints belong to their own backends.
     preferred = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}.get(suffix)
