@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-TENSORRT_MODULES = ["export/tensorrt_build.py", "export/engine_plan.py"]
+TENSORRT_MODULES = ["export/tensorrt_build.py", "export/engine_plan.py", "edge/backends/tensorrt.py"]
 MYPY_INI = """[mypy]
 python_version = 3.10
 ignore_missing_imports = True
