@@ -23,8 +23,10 @@ WARMUP_RUNS = 3
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, cuda_graph: bool = True) -> None:
+    def __init__(self, cuda_graph: bool = True, half: bool | None = None) -> None:
+        """``half``: FP16 weights and input (None: FP16 on CUDA, FP32 on the CPU)."""
         self.use_cuda_graph = cuda_graph
+        self.half = half
         self._model: Any = None
         self._device: Any = None
         self._dtype: Any = None
@@ -54,7 +56,8 @@ class TorchBackend(Backend):
         if options.threads:
             torch.set_num_threads(options.threads)
         self._device = torch.device("cuda" if cuda else "cpu")
-        self._dtype = torch.float16 if cuda else torch.float32
+        half = cuda if self.half is None else self.half and cuda
+        self._dtype = torch.float16 if half else torch.float32
         model = checkpoint.model.eval().fuse()
         model.detect.export = True
         self._model = model.to(self._device, self._dtype)
