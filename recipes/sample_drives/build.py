@@ -14,12 +14,10 @@ import argparse
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from stopsign.train.data import layout
-from stopsign.train.data.drives import DriveOptions, build_drive
-from stopsign.train.data.labels import parse_label_text, to_array
+from stopsign.train.data.drives import DriveOptions, build_drive, load_still
 
 # (folder, kind, still, what to approach: "stop" = the largest stop sign, else a confuser class name)
 SAMPLES = [
@@ -55,16 +53,8 @@ def build(dataset: Path, out: Path, seed: int = 1) -> list[Path]:
             raise SystemExit(
                 f"{name} is not a validation image of {dataset}: refusing to build a drive from it"
             )
-        image_path = dataset / layout.IMAGES / name
-        still = cv2.imread(str(image_path))
+        still, stops = load_still(dataset, name)
         h, w = still.shape[:2]
-        label = layout.label_path_for(image_path)
-        _, norm = (
-            to_array(parse_label_text(label.read_text(), 1)[0])
-            if label.is_file()
-            else (None, np.zeros((0, 4)))
-        )
-        stops = layout.yolo_to_xyxy(norm, w, h).astype(np.float64)
         if target_name == "stop":
             target = stops[int(np.argmax((stops[:, 2] - stops[:, 0]) * (stops[:, 3] - stops[:, 1])))]
         else:

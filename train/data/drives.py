@@ -187,6 +187,20 @@ def build_drive(
     return n_boxes
 
 
+def load_still(dataset: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A canonical dataset's image (BGR) and its stop boxes as (n, 4) float64 xyxy pixels."""
+    image_path = Path(dataset) / layout.IMAGES / name
+    still = cv2.imread(str(image_path))
+    if still is None:
+        raise DatasetError(f"{image_path}: cannot be decoded")
+    h, w = still.shape[:2]
+    label = layout.label_path_for(image_path)
+    _, norm = (
+        to_array(parse_label_text(label.read_text(), 1)[0]) if label.is_file() else (None, np.zeros((0, 4)))
+    )
+    return still, layout.yolo_to_xyxy(norm, w, h).astype(np.float64)
+
+
 def _largest_stop_width(image: Path) -> float:
     """Widest stop box of ``image`` as a fraction of the image width (0 when none)."""
     label = layout.label_path_for(image)
@@ -237,18 +251,8 @@ def drives_from_dataset(
     written: list[Path] = []
     counters = dict.fromkeys(KINDS, 0)
     for kind, name in tqdm(plan, desc="drives", unit="drive", leave=False):
-        image_path = dataset / layout.IMAGES / name
-        still = cv2.imread(str(image_path))
-        if still is None:
-            raise DatasetError(f"{image_path}: cannot be decoded")
+        still, stop_xyxy = load_still(dataset, name)
         h, w = still.shape[:2]
-        label = layout.label_path_for(image_path)
-        _, norm = (
-            to_array(parse_label_text(label.read_text(), 1)[0])
-            if label.is_file()
-            else (None, np.zeros((0, 4)))
-        )
-        stop_xyxy = layout.yolo_to_xyxy(norm, w, h).astype(np.float64)
         if kind == "confuser":
             conf = records[name].confusers[int(rng.integers(len(records[name].confusers)))]
             target = np.array(conf["xyxy"], np.float64) * [w, h, w, h]
