@@ -33,11 +33,13 @@ class AlphaBetaBox:
         """Predicted box after ``dt_s`` seconds (does not change the filter)."""
         return state_to_box(self.state + self.velocity * max(dt_s, 0.0))
 
-    def update(self, xyxy: np.ndarray, dt_s: float) -> None:
+    def update(self, xyxy: np.ndarray, dt_s: float, trusted: bool = True) -> None:
+        """Correct with a measured box; an untrusted one (e.g. a low-score, partly occluded sign)
+        moves the box but not the velocity, so one sliver cannot send the prediction astray."""
         predicted = self.state + self.velocity * max(dt_s, 0.0)
         residual = box_to_state(xyxy) - predicted
         self.state = predicted + self.alpha * residual
-        if dt_s > 1e-6:
+        if trusted and dt_s > 1e-6:
             self.velocity = self.velocity + (self.beta / dt_s) * residual
 
     @property

@@ -37,6 +37,7 @@ class Track:
     confirmed: bool = False
     recent: deque[bool] = field(default_factory=deque)
     distance_m: float | None = None
+    anchor_box: np.ndarray | None = None  # the last confident detection: a second reference for matching
 
     @property
     def box(self) -> np.ndarray:
@@ -72,7 +73,10 @@ class Tracker:
                 # Hysteresis: until confirmed only confident detections count; afterwards the lower
                 # stay threshold keeps the track alive through a dip in score.
                 hit = score >= (cfg.stay_threshold if track.confirmed else cfg.enter_threshold)
-                track.filter.update(candidates.xyxy[det], dt)
+                confident = score >= cfg.enter_threshold
+                track.filter.update(candidates.xyxy[det], dt, trusted=confident)
+                if confident:
+                    track.anchor_box = candidates.xyxy[det].astype(np.float64)
                 track.last_update_ns = timestamp_ns
                 track.score = cfg.score_alpha * score + (1 - cfg.score_alpha) * track.score
             track.recent.append(hit)
@@ -111,29 +115,23 @@ class Tracker:
     # --- internals ---------------------------------------------------------------------------------
 
     def _associate(self, detections: Detections, now_ns: int) -> tuple[dict[int, int], list[int]]:
-        """Greedy matching on affinity: IoU with the predicted box, or a growth-aware centre gate."""
-        cfg = self.config
+        """Greedy matching on affinity with each track's predicted box and its last confident box.
+
+        The second reference matters after an occlusion: partial detections may have dragged the
+        prediction away while the sign is still where it was last seen clearly.
+        """
         if not self.tracks or not len(detections):
             return {}, list(range(len(detections)))
         predicted = np.stack([t.filter.predict((now_ns - t.last_update_ns) / 1e9) for t in self.tracks])
-        iou = box_iou(predicted, detections.xyxy)
-        pred_wh = np.maximum(predicted[:, 2:] - predicted[:, :2], 1e-3)
-        det_wh = np.maximum(detections.xyxy[:, 2:] - detections.xyxy[:, :2], 1e-3)
-        pred_c = (predicted[:, :2] + predicted[:, 2:]) / 2
-        det_c = (detections.xyxy[:, :2] + detections.xyxy[:, 2:]) / 2
-        offset = np.abs(det_c[None] - pred_c[:, None]) / pred_wh[:, None]  # in predicted box sizes
-        scale = np.abs(np.log(det_wh[None] / pred_wh[:, None])).max(axis=2)
-        near = (offset.max(axis=2) <= cfg.centre_gate) & (scale <= np.log(cfg.max_scale_change))
-        # IoU matches rank first; centre-gate matches get a small affinity below any IoU match.
-        affinity = np.where(
-            iou >= cfg.iou_gate, 1.0 + iou, np.where(near, 1.0 - offset.max(axis=2) / 10, 0.0)
+        anchors = np.stack(
+            [t.anchor_box if t.anchor_box is not None else p for t, p in zip(self.tracks, predicted)]
         )
+        affinity = np.maximum(self._affinity(predicted, detections), self._affinity(anchors, detections))
         same_class = np.array([t.class_id for t in self.tracks])[:, None] == detections.class_id[None]
         affinity = np.where(same_class, affinity, 0.0)
         matches: dict[int, int] = {}
         used: set[int] = set()
-        flat = np.argsort(-affinity, axis=None, kind="stable")
-        for position in flat:
+        for position in np.argsort(-affinity, axis=None, kind="stable"):
             t, d = divmod(int(position), affinity.shape[1])
             if affinity[t, d] <= 0:
                 break
@@ -143,6 +141,20 @@ class Tracker:
             matches[track_id] = d
             used.add(d)
         return matches, [d for d in range(len(detections)) if d not in used]
+
+    def _affinity(self, reference: np.ndarray, detections: Detections) -> np.ndarray:
+        """(tracks, detections): 1 + IoU past the IoU gate; just below 1 inside the growth-aware
+        centre gate (IoU matches always rank first); 0 when neither gate passes."""
+        cfg = self.config
+        iou = box_iou(reference, detections.xyxy)
+        ref_wh = np.maximum(reference[:, 2:] - reference[:, :2], 1e-3)
+        det_wh = np.maximum(detections.xyxy[:, 2:] - detections.xyxy[:, :2], 1e-3)
+        ref_c = (reference[:, :2] + reference[:, 2:]) / 2
+        det_c = (detections.xyxy[:, :2] + detections.xyxy[:, 2:]) / 2
+        offset = (np.abs(det_c[None] - ref_c[:, None]) / ref_wh[:, None]).max(axis=2)  # in box sizes
+        scale = np.abs(np.log(det_wh[None] / ref_wh[:, None])).max(axis=2)
+        near = (offset <= cfg.centre_gate) & (scale <= np.log(cfg.max_scale_change))
+        return np.where(iou >= cfg.iou_gate, 1.0 + iou, np.where(near, 1.0 - offset / 10, 0.0))
 
     def _start(self, detections: Detections, index: int, frame_index: int, now_ns: int) -> None:
         cfg = self.config
@@ -158,6 +170,7 @@ class Tracker:
             last_update_ns=now_ns,
         )
         track.recent.append(True)
+        track.anchor_box = detections.xyxy[index].astype(np.float64)
         self._next_id += 1
         self.tracks.append(track)
 
