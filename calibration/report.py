@@ -162,7 +162,8 @@ def _markdown(rows: list[PrecisionRow], data: Path, threshold: float, int8: list
         status = "meets" if drop <= 1.0 else "MISSES"
         floats = float_convs(path)
         verdicts.append(
-            f"- {row.label}: {drop:+.2f} points below FP32 mAP@0.5, {status} the 1.0-point goal. "
+            f"- {row.label}: {abs(drop):.2f} points {'below' if drop > 0 else 'above'} FP32 mAP@0.5, "
+            f"{status} the 1.0-point goal. "
             f"Convs left in float ({len(floats)}): {', '.join(f'`{n}`' for n in floats) or 'none'} "
             "(the Detect head: its outputs are box pixels and thresholded scores; plus any --keep-float)."
         )
