@@ -175,3 +175,26 @@ def test_two_gloo_ranks_match_one_process(tmp_path: Path) -> None:
         moved += int(not torch.equal(value, initial.model.state_dict()[key]))
     assert moved > 50  # the optimizer really stepped (the comparison is not between untouched weights)
     assert (tmp_path / "ddp" / "run" / "weights" / "last" / "spec.json").is_file()
+
+
+def _disagreeing_worker(rank: int, port: int, out: str) -> None:
+    from stopsign.train.distributed import check_same_everywhere
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))  # fmt: skip
+    ctx = init_distributed("gloo", use_cuda=False)
+    try:
+        check_same_everywhere(ctx, "the configuration", "seed=0" if rank == 0 else "seed=1")
+    except DistributedError as exc:
+        Path(out, f"rank{rank}.err").write_text(str(exc))
+    finally:
+        shutdown()
+
+
+def test_ranks_that_disagree_stop_with_a_clear_error(tmp_path: Path) -> None:
+    mp.spawn(_disagreeing_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        assert (
+            "ranks [1] disagree with rank 0 on the configuration"
+            in (tmp_path / f"rank{rank}.err").read_text()
+        )
