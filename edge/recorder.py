@@ -53,31 +53,50 @@ def pick_encoder(elements: frozenset[str]) -> tuple[str, str]:
 
 
 class _FrameIndex:
-    """Appends one JSON line per frame; flushed per line, fsynced at most once a second."""
+    """Appends one JSON line per frame; flushed per line, fsynced at most once a second.
+
+    A failed write (disk full, file size limit) is kept in ``error`` rather than raised: it happens
+    inside a GStreamer streaming thread, and the recorder's loop ends the recording on it. Lines
+    already written stay whole: each line goes out in one unbuffered ``write``.
+    """
 
     def __init__(self, path: Path, clock: Callable[[], int]) -> None:
-        self.handle: IO[str] = path.open("w", encoding="utf-8")
+        self.path = path
+        self.handle: IO[bytes] = path.open("wb", buffering=0)
         self.count = 0
         self.size: tuple[int, int] | None = None
+        self.error: str | None = None
         self._clock = clock
         self._last_sync = clock()
         self._lock = threading.Lock()
 
-    def add(self, pts_ns: int) -> None:
+    def add(self, pts_ns: int) -> bool:
+        """Index one frame with capture time now; False (and ``error`` set) when it could not be written."""
         now = self._clock()
+        line = json.dumps({"index": self.count, "pts_ns": pts_ns, "monotonic_ns": now}) + "\n"
         with self._lock:
-            self.handle.write(json.dumps({"index": self.count, "pts_ns": pts_ns, "monotonic_ns": now}) + "\n")
-            self.handle.flush()
+            if self.error is not None:
+                return False
+            try:
+                if self.handle.write(line.encode()) != len(line):
+                    raise OSError(f"short write of line {self.count + 1}")
+                if now - self._last_sync > 1_000_000_000:
+                    os.fsync(self.handle.fileno())
+                    self._last_sync = now
+            except OSError as exc:
+                self.error = f"{self.path}: cannot write frame {self.count} ({exc}; disk full?)"
+                return False
             self.count += 1
-            if now - self._last_sync > 1_000_000_000:
-                os.fsync(self.handle.fileno())
-                self._last_sync = now
+            return True
 
     def close(self) -> None:
         with self._lock:
-            self.handle.flush()
-            os.fsync(self.handle.fileno())
-            self.handle.close()
+            try:
+                os.fsync(self.handle.fileno())
+            except OSError as exc:
+                self.error = self.error or f"{self.path}: cannot sync ({exc})"
+            finally:
+                self.handle.close()
 
 
 def record(
@@ -132,8 +151,13 @@ def record(
                 height=index.size[1],
                 fps=rate[1] / rate[2] if rate[0] and rate[2] else None,
             )
-            atomic_write_text(folder / "meta.json", json.dumps(meta, indent=2) + "\n")
-        index.add(int(buffer.pts) if buffer.pts != gst.CLOCK_TIME_NONE else clock())
+            try:
+                atomic_write_text(folder / "meta.json", json.dumps(meta, indent=2) + "\n")
+            except OSError as exc:
+                index.error = f"{folder / 'meta.json'}: cannot write ({exc}; disk full?)"
+                return gst.PadProbeReturn.DROP
+        if not index.add(int(buffer.pts) if buffer.pts != gst.CLOCK_TIME_NONE else clock()):
+            return gst.PadProbeReturn.DROP  # a frame without an index line would shift every later one
         return gst.PadProbeReturn.OK
 
     pipeline.get_by_name("stamp").get_static_pad("src").add_probe(gst.PadProbeType.BUFFER, on_buffer)
@@ -155,12 +179,20 @@ def record(
                             f" (disk full or file too large? {video} stays readable up to the last frame)"
                         )
                 break
+            if index.error is not None:
+                error = index.error
+                break
             if not sent_eos and (stop.is_set() or (deadline is not None and time.monotonic() >= deadline)):
                 pipeline.send_event(gst.Event.new_eos())  # lets matroskamux finish its last cluster
                 sent_eos = True
     finally:
         pipeline.set_state(gst.State.NULL)
         index.close()
+    error = error or index.error
     meta.update(finished=error is None, frames=index.count, error=error)
-    atomic_write_text(folder / "meta.json", json.dumps(meta, indent=2) + "\n")
+    try:
+        atomic_write_text(folder / "meta.json", json.dumps(meta, indent=2) + "\n")
+    except OSError as exc:
+        # meta.json keeps "finished": false from the start, so replay still trims to what was written.
+        error = f"{error or 'recording ended'}; meta.json not updated ({exc})"
     return RecordSummary(folder, index.count, codec, error is None, error)

@@ -14,9 +14,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from types import FrameType
 
 import torch
 import torch.distributed as dist
@@ -28,6 +32,14 @@ BACKENDS = ("nccl", "gloo")
 
 class DistributedError(RuntimeError):
     """The launcher's environment is inconsistent, or ranks disagree; the message names what."""
+
+
+class Terminated(Exception):
+    """SIGTERM arrived (scancel, preemption, torchrun stopping its workers); ``signum`` says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"terminated by {signal.Signals(signum).name}")
+        self.signum = signum
 
 
 @dataclass(frozen=True)
@@ -147,10 +159,53 @@ def init_distributed(
     return DistContext(rank=info.rank, local_rank=info.local_rank, world_size=info.world_size)
 
 
-def shutdown() -> None:
-    """Leave the process group (safe to call when none exists)."""
+def shutdown() -> bool:
+    """Leave the process group (safe to call when none exists); True when there was one to leave."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+        return True
+    return False
+
+
+@contextmanager
+def process_group_session(report: Callable[[str], None] = print) -> Iterator[None]:
+    """A block that always leaves the process group: on normal exit, on error, on Ctrl-C or SIGTERM.
+
+    Inside it the first SIGINT raises KeyboardInterrupt and the first SIGTERM :class:`Terminated`.
+    Python's default for SIGTERM (scancel, preemption, torchrun stopping its workers) is to die at
+    once, skipping ``finally`` blocks: the group would never be destroyed and a checkpoint write
+    could be cut. Later signals are ignored until the group is left, so a second one cannot cut
+    the shutdown short (torchrun and srun follow up with SIGKILL after their grace period). A rank
+    blocked inside a collective on a dead peer sees the signal only when the collective returns
+    or fails. ``report`` gets one line when an exception made this rank leave the group.
+    """
+    watched = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.getsignal(signum) for signum in watched}
+
+    def ignore() -> None:
+        for signum in watched:
+            signal.signal(signum, signal.SIG_IGN)
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        ignore()
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Terminated(signum)
+
+    for signum in watched:
+        signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        stopping = sys.exc_info()[0]
+        ignore()
+        try:
+            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else None
+            if shutdown() and stopping is not None:
+                report(f"rank {rank}: left the process group ({stopping.__name__})")
+        finally:
+            for signum, handler_before in previous.items():
+                signal.signal(signum, handler_before)
 
 
 def check_same_everywhere(ctx: DistContext, what: str, fingerprint: str) -> None:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
 from pathlib import Path
 
@@ -112,9 +113,15 @@ def run(args: argparse.Namespace) -> int:
     # Imported here so `edge-train info` does not pay for the training stack.
     import torch
 
-    from stopsign.train.distributed import DistributedError, init_distributed, shutdown
+    from stopsign.train.distributed import (
+        DistributedError,
+        Terminated,
+        init_distributed,
+        process_group_session,
+    )
     from stopsign.train.trainer import TrainError, find_resume_checkpoint, train
 
+    ctx = None
     try:
         config = config_from_args(args)
         resume = None
@@ -122,18 +129,21 @@ def run(args: argparse.Namespace) -> int:
             resume = find_resume_checkpoint(args.resume, Path(config.output.project))
         elif not config.data.data:
             raise ConfigError("command line: --data is required (a data.yaml or dataset folder)")
-        # Under torchrun or srun this joins the process group; alone it is a single process.
-        cuda = torch.cuda.is_available() and config.runtime.device != "cpu"
-        ctx = init_distributed(config.runtime.dist_backend, use_cuda=cuda)
-        if ctx.world_size > 1:
-            print(
-                f"rank {ctx.rank}/{ctx.world_size} (local {ctx.local_rank}) on {socket.gethostname()}",
-                flush=True,
-            )
-        try:
+        # Normal exit, error, Ctrl-C or SIGTERM: the session leaves the process group before exiting.
+        with process_group_session(report=lambda line: print(line, flush=True)):
+            # Under torchrun or srun this joins the process group; alone it is a single process.
+            cuda = torch.cuda.is_available() and config.runtime.device != "cpu"
+            ctx = init_distributed(config.runtime.dist_backend, use_cuda=cuda)
+            if ctx.world_size > 1:
+                print(
+                    f"rank {ctx.rank}/{ctx.world_size} (local {ctx.local_rank}) on {socket.gethostname()}",
+                    flush=True,
+                )
             result = train(config, resume, ctx)
-        finally:
-            shutdown()
+    except (KeyboardInterrupt, Terminated) as exc:
+        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+        print(f"edge-train train: interrupted by {signal.Signals(signum).name}", flush=True)
+        return 128 + signum
     except (
         ConfigError,
         DatasetError,
@@ -144,9 +154,10 @@ def run(args: argparse.Namespace) -> int:
         DistributedError,
         ValueError,
     ) as exc:
-        print(f"edge-train train: {exc}")
+        where = f"rank {ctx.rank}: " if ctx is not None and ctx.world_size > 1 else ""
+        print(f"edge-train train: {where}{exc}", flush=True)
         return 2
-    if not ctx.is_main:
+    if ctx is not None and not ctx.is_main:
         return 0
     print(
         f"done: {result.epochs_run} epoch(s), best epoch {result.best_epoch} (fitness {result.best_fitness:.4f}); "

@@ -132,6 +132,12 @@ class Trainer:
             ids = self.plan.ids or tuple(range(torch.cuda.device_count()))
             self.device = torch.device(f"cuda:{ids[self.ctx.local_rank % len(ids)]}")
         self.amp = config.runtime.amp and self.device.type == "cuda"
+        if config.runtime.sync_bn and self.device.type != "cuda":
+            # Checked before any process group work, so every rank stops with the same message.
+            raise TrainError(
+                f"--sync-bn needs CUDA (device here: {self.device}): PyTorch's SyncBatchNorm does not run "
+                "on CPU; drop --sync-bn (or use --freeze-bn) for CPU runs"
+            )
 
     def log(self, message: str) -> None:
         if self.ctx.is_main:
@@ -211,10 +217,10 @@ class Trainer:
     def _distribute(self, model: torch.nn.Module) -> torch.nn.Module:
         """The module the training step runs: DDP-wrapped when there are several ranks."""
         if self.ctx.world_size == 1:
+            if self.config.runtime.sync_bn:
+                self.log("--sync-bn: one process, nothing to synchronise; plain BatchNorm")
             return model
-        if self.config.runtime.sync_bn:
-            if self.device.type != "cuda":
-                raise TrainError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm does not run on CPU")
+        if self.config.runtime.sync_bn:  # CUDA only: checked in __init__
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
@@ -358,9 +364,14 @@ class Trainer:
             desc="val (final)" if final else "val",
         )
         if not final and self.ctx.world_size > 1:
-            # DistributedSampler pads shards to equal length: keep one record per image.
-            unique = {r.index: r for r in distributed.gather_to_main(self.ctx, records)}
+            # Every rank gets every rank's records, so all compute the same metrics and take the same
+            # best-checkpoint and early-stopping decisions. DistributedSampler pads shards to equal
+            # length: keep one record per image. Losses and timings are averaged over ranks.
+            parts = distributed.gather_to_main(self.ctx, [(records, losses, ms)])
+            unique = {r.index: r for part in parts for r in part[0]}
             records = [unique[i] for i in sorted(unique)]
+            losses = None if losses is None else np.mean([part[1] for part in parts], axis=0)
+            ms = float(np.mean([part[2] for part in parts]))
         return evaluate.summarise(records, self.data.val, self.data.nc, losses, ms)
 
     def _full_val_loader(self) -> torch.utils.data.DataLoader:
@@ -433,7 +444,12 @@ class Trainer:
         )
 
     def _finish(self) -> dict[str, Any]:
-        """Validate the best checkpoint once more; write plots and its operating threshold."""
+        """Validate the best checkpoint once more; write plots and its operating threshold.
+
+        Rank 0 alone does this on the whole val split (its outputs are files only rank 0 writes);
+        the other ranks leave at once rather than wait at a barrier, which could outlast the
+        collective timeout on a large val split.
+        """
         if not self.ctx.is_main:
             return {}
         self.run_log.close()

@@ -8,6 +8,7 @@ A backend turns the network input (1, 3, H, W) float32 into the model's raw outp
 from __future__ import annotations
 
 import importlib
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +52,15 @@ class BackendOptions:
 
 
 class Backend(ABC):
-    """One loaded model. Subclasses set ``name`` and implement the four methods."""
+    """One loaded model. Subclasses set ``name`` and implement the four methods.
+
+    ``output_suppressed`` is True when ``infer`` returns boxes the model already suppressed
+    (a TensorRT engine with EfficientNMS_TRT): the rows still decode with ``decode_yolov5``, and a
+    caller may skip host NMS for them.
+    """
 
     name: str = ""
+    output_suppressed: bool = False
 
     @classmethod
     @abstractmethod
@@ -104,29 +111,19 @@ def available_backends() -> list[str]:
 
 
 def resolve_backend(name: str, model_path: str | Path) -> type[Backend]:
-    """``auto``: the first available backend that reads this model file type; else ``name``'s class."""
-    if name != "auto":
-        cls = backend_class(name)
-        if not cls.is_available():
-            raise BackendError(f"backend {name!r} is not available here (its runtime is not installed)")
-        return cls
-    if Path(model_path).is_dir() and (Path(model_path) / "spec.json").is_file():
-        # A training checkpoint folder: only the torch backend reads those.
-        cls = backend_class("torch")
-        if not cls.is_available():
-            raise BackendError(
-                f"{model_path} is a training checkpoint: it needs torch; export it to ONNX instead"
-            )
-        return cls
-    suffix = Path(model_path).suffix.lower()
-    # An .onnx file runs on ONNX Runtime; engines and checkpoints belong to their own backends.
-    preferred = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt"}.get(suffix)
-    names = [preferred] if preferred else available_backends()
-    for candidate in names:
-        try:
-            cls = backend_class(candidate)
-        except BackendError:
-            continue
-        if cls.is_available():
-            return cls
-    raise BackendError(f"no available backend can run {model_path} (tried {names})")
+    """The backend class to load ``model_path`` with.
+
+    ``auto`` picks the best available backend for the model files present (see
+    :mod:`stopsign.edge.backends.auto`) and prints what it picked and why to stderr. Any other
+    name is taken as asked: an error when that runtime is missing, never a fallback.
+    """
+    if name == "auto":
+        from stopsign.edge.backends.auto import choose_backend
+
+        choice = choose_backend(model_path)
+        print(choice.message(), file=sys.stderr, flush=True)
+        return backend_class(choice.name)
+    cls = backend_class(name)
+    if not cls.is_available():
+        raise BackendError(f"backend {name!r} is not available here (its runtime is not installed)")
+    return cls

@@ -1,13 +1,17 @@
 """The few CUDA calls the TensorRT backend needs, behind one tiny adapter: pycuda or cuda-python.
 
 JetPack ships pycuda-free images and NVIDIA now recommends cuda-python; desktops often have
-pycuda. Both expose the same six operations here: pinned host buffers, device buffers, a stream,
-async copies both ways and a stream synchronise. Nothing is imported until :func:`open_cuda`.
+pycuda. Both expose the same operations here: pinned host buffers, device buffers, one stream,
+async copies both ways, a stream synchronise, and capture of what is enqueued on the stream into a
+CUDA graph that is then replayed with one launch. Nothing is imported until :func:`open_cuda`.
+
+Pointers are plain ``int`` device addresses (what TensorRT's ``set_tensor_address`` takes).
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib
 from typing import Any, Protocol
 
 import numpy as np
@@ -27,6 +31,9 @@ class CudaMemory(Protocol):
     def synchronize(self) -> None: ...
     @property
     def stream_handle(self) -> int: ...
+    def begin_capture(self) -> None: ...
+    def end_capture(self) -> Any: ...
+    def launch(self, graph: Any) -> None: ...
     def free(self) -> None: ...
 
 
@@ -37,13 +44,13 @@ class _CudaPython:
 
     def __init__(self) -> None:
         try:
-            from cuda.bindings import runtime as cudart
-        except ImportError:
-            from cuda import cudart  # type: ignore[no-redef]
-        self._rt = cudart
+            self._rt: Any = importlib.import_module("cuda.bindings.runtime")
+        except ImportError:  # cuda-python before 12.6
+            self._rt = importlib.import_module("cuda.cudart")
         self._stream = self._call("cudaStreamCreate")
         self._device: list[int] = []
         self._host: list[int] = []
+        self._graphs: list[tuple[Any, Any]] = []
 
     def _call(self, name: str, *args: Any) -> Any:
         result = getattr(self._rt, name)(*args)
@@ -79,16 +86,39 @@ class _CudaPython:
     def stream_handle(self) -> int:
         return int(self._stream)
 
+    def begin_capture(self) -> None:
+        # Global mode: an unsafe CUDA call from another thread during capture is an error, not a bad graph.
+        mode = self._rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal
+        self._call("cudaStreamBeginCapture", self._stream, mode)
+
+    def end_capture(self) -> Any:
+        """End the capture; the instantiated executable graph (replay it with :meth:`launch`)."""
+        graph = self._call("cudaStreamEndCapture", self._stream)
+        executable = self._call("cudaGraphInstantiate", graph, 0)
+        self._graphs.append((graph, executable))
+        return executable
+
+    def launch(self, graph: Any) -> None:
+        self._call("cudaGraphLaunch", graph, self._stream)
+
     def free(self) -> None:
+        for graph, executable in self._graphs:
+            self._rt.cudaGraphExecDestroy(executable)
+            self._rt.cudaGraphDestroy(graph)
+        self._graphs = []
         for pointer in self._device:
             self._rt.cudaFree(pointer)
         for pointer in self._host:
             self._rt.cudaFreeHost(pointer)
         self._device, self._host = [], []
-        self._rt.cudaStreamDestroy(self._stream)
+        if self._stream is not None:  # free() may be called twice (close() after an error)
+            self._rt.cudaStreamDestroy(self._stream)
+            self._stream = None
 
 
 class _PyCuda:
+    """pycuda (JetPack's and many desktops' binding); it makes its own context on the first GPU."""
+
     name = "pycuda"
 
     def __init__(self) -> None:
@@ -120,6 +150,16 @@ class _PyCuda:
     def stream_handle(self) -> int:
         return int(self._stream.handle)
 
+    # pycuda's graph API differs between releases and cannot be tested here: graphs need cuda-python.
+    def begin_capture(self) -> None:
+        raise CudaError("CUDA graph capture is implemented for cuda-python only; use it or turn graphs off")
+
+    def end_capture(self) -> Any:
+        raise CudaError("CUDA graph capture is implemented for cuda-python only")
+
+    def launch(self, graph: Any) -> None:
+        raise CudaError("CUDA graph capture is implemented for cuda-python only")
+
     def free(self) -> None:
         self._keep = []
 
@@ -130,7 +170,7 @@ def open_cuda(prefer: str = "auto") -> CudaMemory:
     errors = []
     for cls in order:
         try:
-            return cls()  # type: ignore[return-value]
+            return cls()
         except ImportError as exc:
             errors.append(f"{cls.name}: {exc}")
         except Exception as exc:  # driver errors come as each binding's own exception type

@@ -1,20 +1,32 @@
-"""TensorRT backend (written against the TensorRT 10.x and 11.x Python APIs; name-based I/O only).
+"""TensorRT backend, written against the TensorRT 10.x and 11.x Python APIs (name-based I/O only).
 
 Loading first checks the engine's sidecar (``<engine>.json``: TensorRT version, GPU compute
-capability, SHA-256) in plain Python, so a stale engine is a clear error with the rebuild command,
-never a crash inside TensorRT. Buffers are allocated once, by tensor name
-(``num_io_tensors``, ``get_tensor_name``, ``get_tensor_mode``, ``get_tensor_shape``), host buffers
-pinned, one CUDA stream, async copies, ``set_tensor_address`` + ``execute_async_v3`` (CUDA-graph capture of the enqueue is not done yet).
-Engines with EfficientNMS_TRT outputs
-(``num_dets``, ``det_boxes``, ``det_scores``, ``det_classes``) are returned in a raw-like layout
-(see :meth:`TensorRTBackend.infer`) so the host decode finds the boxes already suppressed.
+capability, SHA-256) in plain Python (:func:`stopsign.edge.engine_sidecar.check_engine_sidecar`),
+so a stale engine is a clear error with the rebuild command, never a crash inside TensorRT.
+
+Buffers are allocated once, by tensor name (``num_io_tensors``, ``get_tensor_name``,
+``get_tensor_mode``, ``get_tensor_shape``, ``set_tensor_address``): pinned host memory, device
+memory and one CUDA stream through :mod:`stopsign.edge.backends.cuda_memory` (pycuda or
+cuda-python). A frame is: copy into the pinned input, async host-to-device copy,
+``execute_async_v3``, async device-to-host copies, one stream synchronise. With ``cuda_graph``
+(cuda-python only) the copies and the enqueue are captured once into a CUDA graph and each frame
+is one graph launch.
+
+Two engine kinds:
+
+* raw head (ModelSpec ``output_layout="yolov5_raw"``): ``infer`` returns (1, N, 5 + nc) float32,
+  decoded and suppressed on the host like every other backend;
+* EfficientNMS_TRT (outputs ``num_dets``, ``det_boxes``, ``det_scores``, ``det_classes``): the
+  engine already suppressed the boxes, so ``output_suppressed`` is True and ``infer`` returns the
+  kept boxes as (1, K, 5 + nc) rows ``cx, cy, w, h, 1.0, one-hot score``. ``decode_yolov5`` turns
+  these into the same Detections; a caller that sees ``output_suppressed`` may skip host NMS.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,7 +35,11 @@ from stopsign.edge.backends.cuda_memory import CudaError, CudaMemory, open_cuda
 from stopsign.edge.engine_sidecar import EngineSidecarError, check_engine_sidecar
 from stopsign.edge.spec import ModelSpec
 
+if TYPE_CHECKING:
+    import tensorrt as trt
+
 NMS_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")
+ENGINE_SUFFIXES = (".engine", ".plan")
 
 
 def tensorrt_runtime_available() -> bool:
@@ -35,18 +51,55 @@ def tensorrt_runtime_available() -> bool:
     return hasattr(tensorrt, "Runtime")
 
 
+def engine_for(model_path: str | Path) -> Path:
+    """The engine file to load: ``model_path`` itself, or ``M.engine`` beside a given ``M.onnx``."""
+    path = Path(model_path)
+    if path.suffix.lower() == ".onnx":
+        return path.with_suffix(".engine")
+    return path
+
+
+def nms_rows(
+    num_dets: np.ndarray, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, num_classes: int
+) -> np.ndarray:
+    """EfficientNMS_TRT outputs of one image -> (1, K, 5 + nc) float32 rows decode_yolov5 reads.
+
+    ``boxes`` are xyxy in network-input pixels (the plugin's ``box_coding=0``); each row gets
+    objectness 1 and the score at its class, so score = obj x class prob is the plugin's score.
+    """
+    count = int(np.asarray(num_dets).reshape(-1)[0])
+    xyxy = np.asarray(boxes).reshape(-1, 4)[:count].astype(np.float32)
+    rows = np.zeros((count, 5 + num_classes), np.float32)
+    rows[:, 0] = (xyxy[:, 0] + xyxy[:, 2]) / 2
+    rows[:, 1] = (xyxy[:, 1] + xyxy[:, 3]) / 2
+    rows[:, 2] = xyxy[:, 2] - xyxy[:, 0]
+    rows[:, 3] = xyxy[:, 3] - xyxy[:, 1]
+    rows[:, 4] = 1.0
+    class_ids = np.asarray(classes).reshape(-1)[:count].astype(np.int64)
+    rows[np.arange(count), 5 + class_ids] = np.asarray(scores).reshape(-1)[:count]
+    return rows[None]
+
+
 class TensorRTBackend(Backend):
+    """A serialized engine (``.engine``/``.plan``, or the ``.engine`` beside a given ``.onnx``)."""
+
     name = "tensorrt"
 
-    def __init__(self, cuda_binding: str = "auto") -> None:
-        self.cuda_binding = cuda_binding
+    def __init__(self, cuda_binding: str = "auto", cuda_graph: bool = False) -> None:
+        """``cuda_binding``: "auto" (pycuda, else cuda-python), "pycuda" or "cuda-python".
+        ``cuda_graph``: capture copies + enqueue into a CUDA graph (needs cuda-python)."""
+        self.cuda_binding = "cuda-python" if cuda_graph and cuda_binding == "auto" else cuda_binding
+        self.use_cuda_graph = cuda_graph
         self._cuda: CudaMemory | None = None
-        self._engine: Any = None
-        self._context: Any = None
+        self._engine: trt.ICudaEngine | None = None
+        self._context: trt.IExecutionContext | None = None
+        self._graph: Any = None
         self._host: dict[str, np.ndarray] = {}
         self._device: dict[str, int] = {}
         self._input = ""
         self._outputs: list[str] = []
+        self.engine_path: Path | None = None
+        self.tensorrt_version = ""
         self.spec: ModelSpec | None = None
 
     @classmethod
@@ -58,82 +111,133 @@ class TensorRTBackend(Backend):
 
         from stopsign.edge.gpu_info import gpu_info
 
-        path = Path(model_path)
+        path = engine_for(model_path)
         try:
-            sidecar = check_engine_sidecar(path, trt.__version__, gpu_info().compute_capability)
+            info = gpu_info()
+        except RuntimeError as exc:
+            raise BackendError(f"{path}: the tensorrt backend needs a CUDA GPU ({exc})") from None
+        try:
+            sidecar = check_engine_sidecar(path, trt.__version__, info.compute_capability)
         except EngineSidecarError as exc:
             raise BackendError(str(exc)) from None
         try:
             self._cuda = open_cuda(self.cuda_binding)
         except CudaError as exc:
             raise BackendError(f"tensorrt backend: {exc}") from None
-        logger = trt.Logger(trt.Logger.WARNING)
-        runtime = trt.Runtime(logger)
-        self._engine = runtime.deserialize_cuda_engine(path.read_bytes())
-        if self._engine is None:
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        if engine is None:
             raise BackendError(f"{path}: TensorRT could not deserialise the engine (see the log above)")
-        self._context = self._engine.create_execution_context()
+        context = engine.create_execution_context()
+        self._engine, self._context = engine, context
+        self.engine_path, self.tensorrt_version = path, trt.__version__
         self.spec = spec or sidecar.model_spec
-        for index in range(self._engine.num_io_tensors):
-            name = self._engine.get_tensor_name(index)
-            shape = tuple(self._engine.get_tensor_shape(name))
-            if name == "images" or self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                h, w = self.spec.input_size
-                shape = (1, 3, h, w) if any(d < 0 for d in shape) else shape
-                self._context.set_input_shape(name, shape)
-                self._input = name
-            else:
-                shape = tuple(self._context.get_tensor_shape(name))
-                self._outputs.append(name)
-            dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(name)))
-            self._host[name] = self._cuda.pinned(shape, dtype)
-            self._device[name] = self._cuda.device(self._host[name].nbytes)
-            self._context.set_tensor_address(name, self._device[name])
-        if not self._input:
-            raise BackendError(f"{path}: the engine has no input tensor")
+        self._allocate(trt, engine, context, path)
+        self.output_suppressed = set(NMS_OUTPUTS) <= set(self._outputs)
+        if not self.output_suppressed and len(self._outputs) != 1:
+            raise BackendError(f"{path}: outputs {self._outputs} are neither one raw head nor {NMS_OUTPUTS}")
+        self._enqueue()  # the first enqueue does lazy setup that must not land in a graph
+        self._cuda.synchronize()
+        if self.use_cuda_graph:
+            self._capture_graph()
         return self.spec
 
+    def _allocate(
+        self, trt: Any, engine: trt.ICudaEngine, context: trt.IExecutionContext, path: Path
+    ) -> None:
+        """Pinned host + device buffer per I/O tensor, bound to the context by name, once."""
+        assert self._cuda is not None and self.spec is not None
+        for index in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(index)
+            if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                if self._input:
+                    raise BackendError(f"{path}: the engine has more than one input ({self._input}, {name})")
+                dims = engine.get_tensor_shape(name)
+                shape = tuple(dims[i] for i in range(len(dims)))
+                if any(d < 0 for d in shape):  # dynamic batch/size: fix it to the spec's one image
+                    shape = (1, 3, *self.spec.input_size)
+                if not context.set_input_shape(name, shape):
+                    raise BackendError(f"{path}: input {name} does not accept shape {shape}")
+                self._input = name
+            else:
+                self._outputs.append(name)
+        if not self._input:
+            raise BackendError(f"{path}: the engine has no input tensor")
+        for name in [self._input, *self._outputs]:
+            dims = context.get_tensor_shape(name)  # outputs are known once the input shape is set
+            shape = tuple(dims[i] for i in range(len(dims)))
+            dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+            self._host[name] = self._cuda.pinned(shape, dtype)
+            self._device[name] = self._cuda.device(max(self._host[name].nbytes, 1))
+            context.set_tensor_address(name, self._device[name])
+
     def _enqueue(self) -> None:
-        assert self._cuda is not None
+        assert self._cuda is not None and self._context is not None
         if not self._context.execute_async_v3(self._cuda.stream_handle):
             raise BackendError("tensorrt backend: execute_async_v3 failed (see the TensorRT log)")
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Network input -> (1, N, 5 + nc) raw head; for EfficientNMS engines, the kept boxes as
-        rows (cx, cy, w, h, 1.0, one-hot score) so the shared decode passes them through unchanged."""
-        if self._cuda is None:
-            raise BackendError("tensorrt backend: infer() before load()")
-        cuda = self._cuda
-        host_input = self._host[self._input]
-        np.copyto(host_input, batch, casting="same_kind")
-        cuda.to_device(self._device[self._input], host_input)
+    def _copy_in_run_copy_out(self) -> None:
+        assert self._cuda is not None
+        self._cuda.to_device(self._device[self._input], self._host[self._input])
         self._enqueue()
         for name in self._outputs:
-            cuda.to_host(self._host[name], self._device[name])
-        cuda.synchronize()
-        if set(NMS_OUTPUTS) <= set(self._outputs):
-            return self._nms_rows()
+            self._cuda.to_host(self._host[name], self._device[name])
+
+    def _capture_graph(self) -> None:
+        assert self._cuda is not None
+        try:
+            self._cuda.begin_capture()
+            self._copy_in_run_copy_out()
+            self._graph = self._cuda.end_capture()
+        except CudaError as exc:
+            raise BackendError(f"tensorrt backend: CUDA graph capture failed ({exc})") from None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self._host[self._input].shape) if self._input else ()
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """(1, 3, H, W) float32 -> (1, N, 5 + nc) float32 raw head, or (1, K, 5 + nc) kept rows for
+        EfficientNMS engines (see the module docstring)."""
+        if self._cuda is None or self.spec is None:
+            raise BackendError("tensorrt backend: infer() before load()")
+        host_input = self._host[self._input]
+        if batch.shape != host_input.shape:
+            raise BackendError(
+                f"tensorrt backend: input shape {batch.shape}, engine takes {host_input.shape}"
+            )
+        np.copyto(host_input, batch, casting="same_kind")  # float32 -> the engine's input dtype
+        if self._graph is not None:
+            self._cuda.launch(self._graph)
+        else:
+            self._copy_in_run_copy_out()
+        self._cuda.synchronize()
+        if self.output_suppressed:
+            host = self._host
+            return nms_rows(
+                host["num_dets"],
+                host["det_boxes"],
+                host["det_scores"],
+                host["det_classes"],
+                self.spec.num_classes,
+            )
         return self._host[self._outputs[0]].astype(np.float32, copy=True)
 
-    def _nms_rows(self) -> np.ndarray:
-        assert self.spec is not None
-        count = int(self._host["num_dets"].reshape(-1)[0])
-        boxes = self._host["det_boxes"].reshape(-1, 4)[:count].astype(np.float32)
-        scores = self._host["det_scores"].reshape(-1)[:count].astype(np.float32)
-        classes = self._host["det_classes"].reshape(-1)[:count].astype(np.int64)
-        rows = np.zeros((count, 5 + self.spec.num_classes), np.float32)
-        rows[:, 0] = (boxes[:, 0] + boxes[:, 2]) / 2
-        rows[:, 1] = (boxes[:, 1] + boxes[:, 3]) / 2
-        rows[:, 2] = boxes[:, 2] - boxes[:, 0]
-        rows[:, 3] = boxes[:, 3] - boxes[:, 1]
-        rows[:, 4] = 1.0
-        rows[np.arange(count), 5 + classes] = scores
-        return rows[None]
-
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "cuda": self._cuda.name if self._cuda else None}
+        return {
+            "backend": self.name,
+            "engine": str(self.engine_path),
+            "tensorrt": self.tensorrt_version,
+            "cuda": self._cuda.name if self._cuda else None,
+            "cuda_graph": self._graph is not None,
+            "output_suppressed": self.output_suppressed,
+        }
 
     def close(self) -> None:
+        # The context and engine go before the memory they point into.
+        self._graph = None
+        self._context = self._engine = None
         if self._cuda is not None:
             self._cuda.free()
-        self._context = self._engine = self._cuda = None
+        self._cuda = None
+        self._host, self._device = {}, {}

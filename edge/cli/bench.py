@@ -2,12 +2,18 @@
 
     edge-bench                                        shipped model, ONNX Runtime, model-only + end-to-end
     edge-bench --model m416.onnx m640.onnx --batch 1 4 --json out.json --plot out.png
+    edge-bench --model m*.onnx --img 416 --precision int8
     edge-bench --mode e2e --source /dev/video0 --duration 60
 
-Input size and precision are properties of a model file: give several files (e.g. exported at 416
-and 640, FP32 and INT8) to compare them. Warm-up is excluded from every figure. The JSON layout is
+Input size and precision are properties of a model file (a model cannot be re-exported at run
+time): give several files (e.g. exported at 416 and 640, FP32 and INT8); ``--img`` and
+``--precision`` select among them. Warm-up is excluded from every figure. The JSON layout is
 ``{"machine", "versions", "runs": [{"mode", "backend", "precision", "img", "batch", "frames", "fps",
 "latency_ms": {"min","p50","p90","p99","max"}, "stages_ms" (e2e), "rss_mb", ...}]}``.
+
+The default end-to-end source repeats one 720p BGR frame (``imagefreeze``): producing a frame then
+costs what a camera's DMA delivery costs (one copy into Python), so the figures are the pipeline's,
+not those of rendering synthetic video on the same cores. Pass ``--source`` for a camera or a file.
 """
 
 from __future__ import annotations
@@ -20,21 +26,37 @@ from pathlib import Path
 
 from stopsign.edge.artifacts import atomic_write_text
 from stopsign.edge.backends.base import BackendError
-from stopsign.edge.benchmark import BenchRun, bench_e2e, bench_model, library_versions, machine_info
+from stopsign.edge.benchmark import (
+    BenchRun,
+    FixedBatchError,
+    bench_e2e,
+    bench_model,
+    library_versions,
+    machine_info,
+    model_file_spec,
+)
 from stopsign.edge.spec import ModelSpecError
 
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "stopsign.onnx"
-DEFAULT_SOURCE = "test://?pattern=snow&size=1280x720&live=0"
+# One 720p BGR frame rendered once and pushed forever: see the module docstring.
+DEFAULT_SOURCE = (
+    "gst://videotestsrc pattern=smpte num-buffers=1 ! video/x-raw,format=BGR,width=1280,height=720"
+    " ! imagefreeze"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edge-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--model", type=Path, nargs="+", default=[SHIPPED_MODEL], help="model file(s)")
+    p.add_argument(
+        "--model", type=Path, nargs="+", default=[SHIPPED_MODEL], help="model file(s) or checkpoint folder(s)"
+    )
     p.add_argument(
         "--backend", nargs="+", default=["auto"], help="backend(s): auto, onnxruntime, torch, tensorrt"
     )
+    p.add_argument("--img", type=int, nargs="+", help="keep only models with this input size (px)")
+    p.add_argument("--precision", nargs="+", help="keep only models of this precision (fp32, fp16, int8)")
     p.add_argument("--mode", choices=("model", "e2e", "both"), default="both")
     p.add_argument(
         "--batch", type=int, nargs="+", default=[1], help="model-only batch sizes (dynamic-batch models)"
@@ -53,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def markdown(runs: list[BenchRun]) -> str:
-    lines = ["| mode | backend | precision | img | batch | frames | FPS | p50 ms | p90 ms | p99 ms | max ms | stages p50 ms (pre/infer/post/track) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| mode | backend | precision | img | batch | frames | FPS | p50 ms | p90 ms | p99 ms | max ms | CPU ms/frame | stages p50 ms (pre/infer/post/track) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for run in runs:
         lat = run.latency_summary()
         st = run.stages_ms
@@ -66,8 +88,9 @@ def markdown(runs: list[BenchRun]) -> str:
             if st
             else "-"
         )
+        cpu = f"{run.cpu_ms_per_frame:.1f}" if run.cpu_ms_per_frame is not None else "-"
         lines.append(f"| {run.mode} | {run.backend} | {run.precision} | {run.img} | {run.batch} | {run.frames} | "
-                     f"{run.fps:.1f} | {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {lat['max']:.2f} | {stages} |")  # fmt: skip
+                     f"{run.fps:.1f} | {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {lat['max']:.2f} | {cpu} | {stages} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -94,28 +117,73 @@ def plot(runs: list[BenchRun], out: Path) -> None:
     plt.close(fig)
 
 
+def select_models(models: list[Path], img: list[int] | None, precision: list[str] | None) -> list[Path]:
+    """The models whose ModelSpec matches ``--img`` / ``--precision``; an error names what is missing."""
+    if not img and not precision:
+        return models
+    specs = {m: model_file_spec(m) for m in models}
+    chosen = [
+        m
+        for m, (size, prec) in specs.items()
+        if (not img or size in img) and (not precision or prec in precision)
+    ]
+    found = ", ".join(f"{m.name} ({size} px {prec})" for m, (size, prec) in specs.items())
+    for size in img or []:
+        if not any(specs[m][0] == size for m in chosen):
+            raise ModelSpecError(
+                f"--img {size}: no given model has that input size (given: {found}); the input size is "
+                f"fixed at export: `edge-export onnx --img {size}` and pass that file too"
+            )
+    if not chosen:
+        raise ModelSpecError(
+            f"--precision {' '.join(precision or [])}: no given model matches (given: {found})"
+        )
+    return chosen
+
+
+def _collect(args: argparse.Namespace) -> list[BenchRun]:
+    plan = [
+        (model, backend, mode, batch)
+        for model in select_models(args.model, args.img, args.precision)
+        for backend in args.backend
+        for mode in (("model", "e2e") if args.mode == "both" else (args.mode,))
+        for batch in (args.batch if mode == "model" else [1])
+    ]
+    runs: list[BenchRun] = []
+    for number, (model, backend, mode, batch) in enumerate(plan, 1):
+        print(f"edge-bench: [{number}/{len(plan)}] {mode} {backend} batch {batch} {model}", file=sys.stderr)
+        if mode == "e2e":
+            runs.append(
+                bench_e2e(model, backend, args.source, args.frames, args.warmup, args.threads, args.duration)
+            )
+            continue
+        try:
+            runs.append(
+                bench_model(model, backend, args.frames, args.warmup, batch, args.threads, args.duration)
+            )
+        except FixedBatchError as exc:
+            print(f"edge-bench: skipped: {exc}", file=sys.stderr)
+    return runs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.frames < 2 or args.warmup < 0 or any(b < 1 for b in args.batch):
-        print("edge-bench: --frames must be >= 2, --warmup >= 0, --batch >= 1", file=sys.stderr)
+    if (
+        args.frames < 2
+        or args.warmup < 0
+        or any(b < 1 for b in args.batch)
+        or (args.duration is not None and args.duration <= 0)
+    ):
+        print(
+            "edge-bench: --frames must be >= 2, --warmup >= 0, --batch >= 1, --duration > 0", file=sys.stderr
+        )
         return 2
-    runs: list[BenchRun] = []
+    missing = [str(m) for m in args.model if not m.exists()]  # a torch checkpoint is a folder
+    if missing:
+        print(f"edge-bench: model {', '.join(missing)} not found", file=sys.stderr)
+        return 2
     try:
-        for model in args.model:
-            if not model.is_file():
-                print(f"edge-bench: model {model} not found", file=sys.stderr)
-                return 2
-            for backend in args.backend:
-                if args.mode in ("model", "both"):
-                    for batch in args.batch:
-                        frames = args.frames
-                        if args.duration:  # calibrate the frame count on a short probe
-                            probe = bench_model(model, backend, 5, 2, batch, args.threads)
-                            frames = max(2, int(args.duration * probe.fps / batch))
-                        runs.append(bench_model(model, backend, frames, args.warmup, batch, args.threads))
-                if args.mode in ("e2e", "both"):
-                    frames = args.frames if not args.duration else max(2, int(args.duration * 30))
-                    runs.append(bench_e2e(model, backend, args.source, frames, args.warmup, args.threads))
+        runs = _collect(args)
     except (BackendError, ModelSpecError, RuntimeError) as exc:
         print(f"edge-bench: {exc}", file=sys.stderr)
         return 1

@@ -66,6 +66,11 @@ def _check(drive: Path, result: ReplayResult, args: argparse.Namespace, toleranc
         print(f"{drive}: matches {path.name} ({len(result.frames)} frames, {len(result.events)} events)")
         return 0
     print(f"{drive}: {len(diffs)} difference(s) from {path}:")
+    recorded_with = str(expected[0].get("model_sha256"))
+    if recorded_with != result.model_sha256:
+        print(
+            f"  (expected outputs were made with model {recorded_with[:16]}, replayed {result.model_sha256[:16]})"
+        )
     for line in diffs[:MAX_DIFF_LINES]:
         print(f"  {line}")
     if len(diffs) > MAX_DIFF_LINES:
@@ -91,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for drive in args.drives:
         try:
             result = replay(drive, args.model, args.backend, args.conf, args.realtime, args.threads)
-            labels = read_labels(drive, len(result.frames))
+            labels = read_labels(drive, len(result.timestamps))
             if args.update_expected:
                 print(f"{drive}: wrote {write_expected(result)}")
             elif args.realtime:

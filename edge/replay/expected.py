@@ -115,19 +115,37 @@ def _compare_sets(
     return diffs
 
 
-def compare(expected: list[dict[str, Any]], actual: list[dict[str, Any]], tol: Tolerance) -> list[str]:
-    """Readable differences (empty when the replay matches). Events must match in order."""
+def _compare_tracks(
+    frame: int, want: list[dict[str, Any]], got: list[dict[str, Any]], tol: Tolerance
+) -> list[str]:
+    """Confirmed tracks on one frame: the same track ids, each box and score within the tolerances."""
+    want_ids, got_ids = sorted(t["id"] for t in want), sorted(t["id"] for t in got)
+    if want_ids != got_ids:
+        return [f"frame {frame} tracks: expected confirmed tracks {want_ids}, got {got_ids}"]
+    by_id = {t["id"]: t for t in got}
     diffs: list[str] = []
-    want_frames = [line for line in expected if line["kind"] == "frame"]
-    got_frames = [line for line in actual if line["kind"] == "frame"]
-    if len(want_frames) != len(got_frames):
-        diffs.append(f"frames: expected {len(want_frames)}, replayed {len(got_frames)}")
-    for want, got in zip(want_frames, got_frames):
+    for track in want:
         diffs += _compare_sets(
-            f"frame {want['frame']} detections", want["detections"], got["detections"], "xyxy", tol
+            f"frame {frame} track {track['id']}", [track], [by_id[track["id"]]], "box", tol
         )
-    want_events = [line for line in expected if line["kind"] == "event"]
-    got_events = [line for line in actual if line["kind"] == "event"]
+    return diffs
+
+
+def _runs(frames: list[int]) -> str:
+    """``[2, 3, 4, 9]`` -> ``"2-4, 9"``."""
+    runs: list[list[int]] = []
+    for frame in frames:
+        if runs and frame == runs[-1][1] + 1:
+            runs[-1][1] = frame
+        else:
+            runs.append([frame, frame])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def _compare_events(
+    want_events: list[dict[str, Any]], got_events: list[dict[str, Any]], tol: Tolerance
+) -> list[str]:
+    diffs: list[str] = []
     for position in range(max(len(want_events), len(got_events))):
         want = want_events[position] if position < len(want_events) else None
         got = got_events[position] if position < len(got_events) else None
@@ -147,3 +165,32 @@ def compare(expected: list[dict[str, Any]], actual: list[dict[str, Any]], tol: T
             f"event {position} ({want['event']}, frame {want['frame']})", [want], [got], "box", tol
         )
     return diffs
+
+
+def compare(expected: list[dict[str, Any]], actual: list[dict[str, Any]], tol: Tolerance) -> list[str]:
+    """Readable differences (empty when the replay matches), most telling first.
+
+    The events, which must match in order (type, track, frame, reason); a line naming the frames
+    that differ; then per frame the detections and the confirmed tracks. Boxes within ``tol.iou``,
+    scores within ``tol.score``; timing fields are ignored.
+    """
+    want_events = [line for line in expected if line["kind"] == "event"]
+    got_events = [line for line in actual if line["kind"] == "event"]
+    diffs = _compare_events(want_events, got_events, tol)
+    want_frames = [line for line in expected if line["kind"] == "frame"]
+    got_frames = [line for line in actual if line["kind"] == "frame"]
+    if len(want_frames) != len(got_frames):
+        diffs.append(f"frames: expected {len(want_frames)}, replayed {len(got_frames)}")
+    frame_diffs: list[str] = []
+    differing: list[int] = []
+    for want, got in zip(want_frames, got_frames):
+        here = _compare_sets(
+            f"frame {want['frame']} detections", want["detections"], got["detections"], "xyxy", tol
+        )
+        here += _compare_tracks(want["frame"], want.get("tracks", []), got.get("tracks", []), tol)
+        if here:
+            differing.append(want["frame"])
+            frame_diffs += here
+    if differing:
+        diffs.append(f"{len(differing)} of {len(want_frames)} frames differ: {_runs(differing)}")
+    return diffs + frame_diffs

@@ -64,11 +64,26 @@ def replay_check(request: pytest.FixtureRequest) -> Callable[[Path, Path | None]
 
 
 def _drives(config: pytest.Config) -> list[Path]:
-    folders = [Path(f) for f in config.getoption("--drives")]
-    return sorted(d for f in folders for d in f.iterdir() if (d / "frames.jsonl").is_file())
+    """The drives given with ``--drives``: each a drive folder or a folder of drive folders."""
+    drives: list[Path] = []
+    for folder in map(Path, config.getoption("--drives")):
+        if not folder.is_dir():
+            raise pytest.UsageError(f"--drives {folder}: no such folder")
+        if (folder / "frames.jsonl").is_file():
+            drives.append(folder)
+            continue
+        found = sorted(d for d in folder.iterdir() if (d / "frames.jsonl").is_file())
+        if not found:
+            raise pytest.UsageError(f"--drives {folder}: no drive folders (with frames.jsonl) in it")
+        drives += found
+    return drives
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "recorded_drive" in metafunc.fixturenames:
         drives = _drives(metafunc.config)
+        if not drives:
+            skip = pytest.mark.skip(reason="no --drives given (pytest --drives DIR [--replay-model M])")
+            metafunc.parametrize("recorded_drive", [pytest.param(None, marks=skip)], ids=["no-drives"])
+            return
         metafunc.parametrize("recorded_drive", drives, ids=[d.name for d in drives])

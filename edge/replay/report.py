@@ -19,14 +19,15 @@ def timeline_png(result: ReplayResult, labels: DriveLabels | None, out: Path) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    frames = np.arange(len(result.frames))
+    frames = np.array([f.frame for f in result.frames])  # drive frame numbers (gaps where realtime skipped)
     raw = [float(f.detections.score.max()) if len(f.detections) else 0.0 for f in result.frames]
     track = [max((t["score"] for t in f.tracks), default=np.nan) for f in result.frames]
     fig, ax = plt.subplots(figsize=(9, 3))
     if labels is not None:
-        present = np.array([labels.present(i) for i in frames])
+        every = np.arange(len(result.timestamps) or len(result.frames))
+        present = np.array([labels.present(i) for i in every])
         ax.fill_between(
-            frames, 0, 1, where=present, color="tab:green", alpha=0.15, step="mid", label="sign labelled"
+            every, 0, 1, where=present, color="tab:green", alpha=0.15, step="mid", label="sign labelled"
         )
     ax.plot(frames, raw, ".", color="tab:gray", markersize=4, label="raw best score")
     ax.plot(frames, track, "-", color="tab:blue", label="confirmed track score")
@@ -60,14 +61,19 @@ def _cell(value: object) -> str:
 def markdown_table(rows: list[tuple[str, DriveMetrics | None, int]]) -> str:
     """rows: (drive name, metrics or None when unlabelled, number of stop_sign_ahead events)."""
     lines = [
-        "| drive | frames | labelled | AP50 raw | AP50 smoothed | raw false events | smoothed events | smoothed false events | first raw hit | event frame | delay (frames / ms) | added delay (frames) | missed | ID switches |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| drive | frames | labelled | AP50 raw | AP50 smoothed | raw false events | smoothed events | smoothed false events | first raw hit | event frame | delay (frames / ms) | delay from 20 px (frames / ms) | added delay (frames) | missed | ID switches |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m, events in rows:
         if m is None:
-            lines.append(f"| {name} | - | - | - | - | - | {events} | - | - | - | - | - | - | - |")
+            lines.append(f"| {name} | - | - | - | - | - | {events} | - | - | - | - | - | - | - | - |")
             continue
         delay = "-" if m.delay_frames is None else f"{m.delay_frames} / {m.delay_ms:.0f}"
+        delay_20 = (
+            "-"
+            if m.delay_from_20px_frames is None
+            else f"{m.delay_from_20px_frames} / {m.delay_from_20px_ms:.0f}"
+        )
         added = (
             None
             if m.event_frame is None or m.first_raw_hit_frame is None
@@ -76,6 +82,6 @@ def markdown_table(rows: list[tuple[str, DriveMetrics | None, int]]) -> str:
         lines.append(
             f"| {name} | {m.frames} | {m.labelled_frames} | {_cell(m.ap50_raw)} | {_cell(m.ap50_smoothed)} | "
             f"{m.raw_false_events} | {m.events} | {m.false_events} | {_cell(m.first_raw_hit_frame)} | "
-            f"{_cell(m.event_frame)} | {delay} | {_cell(added)} | {'yes' if m.missed else 'no'} | {m.id_switches} |"
+            f"{_cell(m.event_frame)} | {delay} | {delay_20} | {_cell(added)} | {'yes' if m.missed else 'no'} | {m.id_switches} |"
         )
     return "\n".join(lines) + "\n"

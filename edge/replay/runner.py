@@ -39,6 +39,8 @@ class ReplayResult:
     frames: list[FrameRecord] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0  # frames dropped in realtime mode
+    # Recorded time (ns) of every frame of the drive, those skipped in realtime mode too.
+    timestamps: list[int] = field(default_factory=list)
 
 
 def tracker_config_for(spec: ModelSpec, meta: dict[str, Any]) -> TrackerConfig:
@@ -71,7 +73,7 @@ def replay(
     drive = open_drive(folder)
     images = read_frames(drive)
     runner, spec = load_backend(Path(model), backend, threads)
-    result = ReplayResult(Path(folder), sha256_file(model), spec)
+    result = ReplayResult(Path(folder), sha256_file(model), spec, timestamps=[t for _, t in drive.timestamps])
     preprocess = Preprocessor(spec)
     tracker = Tracker(tracker_config_for(spec, drive.meta))
     start_wall = time.monotonic_ns()

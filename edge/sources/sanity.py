@@ -19,6 +19,10 @@ import numpy as np
 from stopsign.edge.frame import NO_TIMESTAMP, Frame
 
 THUMB_SIZE = (64, 36)  # (width, height)
+# Area-averaging all rows of a 720p frame costs ~0.7 ms per frame, more than the letterbox. A
+# strided view keeping 4 rows per thumbnail row (every column) costs ~0.2 ms and still averages
+# ~100 pixels per thumbnail pixel, enough to smooth sensor noise out of the std thresholds.
+_ROWS_PER_THUMB_ROW = 4
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,11 @@ class FrameSanity:
         return None
 
     def _check_content(self, frame: Frame) -> str | None:
-        cv2.resize(frame.image, THUMB_SIZE, dst=self._thumb, interpolation=cv2.INTER_AREA)
+        image = frame.image
+        step = image.shape[0] // (THUMB_SIZE[1] * _ROWS_PER_THUMB_ROW)
+        if step > 1:
+            image = image[::step]  # a view (row stride only), no copy
+        cv2.resize(image, THUMB_SIZE, dst=self._thumb, interpolation=cv2.INTER_AREA)
         cv2.cvtColor(self._thumb, cv2.COLOR_BGR2GRAY, dst=self._gray)
         mean, std = (float(v[0][0]) for v in cv2.meanStdDev(self._gray))
         identical = (

@@ -5,6 +5,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from stopsign.edge.tracking.distance import CameraIntrinsics
+
+if TYPE_CHECKING:
+    from stopsign.edge.spec import ModelSpec
+
+# The stay threshold, as a fraction of the enter threshold, when none is given.
+STAY_FRACTION = 0.6
 
 
 class TrackerConfigError(ValueError):
@@ -34,7 +43,9 @@ class TrackerConfig:
             holds at any frame rate).
     Distance:
         sign_size_m: real height of the sign face (0.75 m: a common 750 mm stop sign).
-        focal_px: camera focal length in pixels; None = unknown, distance is then null.
+        focal_px: camera focal length in pixels; None = take ``intrinsics.fy``, or unknown.
+        intrinsics: the camera's pinhole intrinsics (e.g. a drive's meta.json), optional.
+        The distance is null when neither gives a focal length (never a guess).
         speed_max_age_s: a speed reading older than this is ignored (time-to-sign null).
     """
 
@@ -51,6 +62,7 @@ class TrackerConfig:
     max_age_s: float = 0.5
     sign_size_m: float = 0.75
     focal_px: float | None = None
+    intrinsics: CameraIntrinsics | None = None
     speed_max_age_s: float = 1.0
 
     def __post_init__(self) -> None:
@@ -63,6 +75,9 @@ class TrackerConfig:
                 fail(name, "must be in [0, 1]")
         if self.stay_threshold > self.enter_threshold:
             fail("stay_threshold", f"must not exceed enter_threshold {self.enter_threshold}")
+        for name in ("confirm_hits", "confirm_window"):
+            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
+                fail(name, "must be an integer")
         if not (1 <= self.confirm_hits <= self.confirm_window):
             fail("confirm_hits", f"must be in [1, confirm_window={self.confirm_window}]")
         for name in ("centre_gate", "max_age_s", "sign_size_m", "speed_max_age_s"):
@@ -72,6 +87,26 @@ class TrackerConfig:
             fail("max_scale_change", "must be >= 1")
         if self.focal_px is not None and not self.focal_px > 0:
             fail("focal_px", "must be > 0 or None")
+        if self.intrinsics is not None and not isinstance(self.intrinsics, CameraIntrinsics):
+            fail("intrinsics", "must be a CameraIntrinsics or None")
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, **changes: object) -> TrackerConfig:
+        """Enter at the model's ``operating_threshold``, stay at 0.6 x that unless ``changes`` say otherwise."""
+        enter = float(spec.operating_threshold)
+        values: dict[str, object] = {
+            "enter_threshold": enter,
+            "stay_threshold": round(STAY_FRACTION * enter, 4),
+        }
+        values.update(changes)
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def effective_focal_px(self) -> float | None:
+        """The focal length the distance uses: ``focal_px``, else the intrinsics' ``fy``, else None."""
+        if self.focal_px is not None:
+            return self.focal_px
+        return self.intrinsics.fy if self.intrinsics is not None else None
 
     def replace(self, **changes: object) -> TrackerConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -79,4 +114,5 @@ class TrackerConfig:
     def describe(self) -> str:
         """One line for the start-up log."""
         fields = dataclasses.asdict(self)
+        fields["distance_focal_px"] = self.effective_focal_px
         return "tracker: " + ", ".join(f"{k}={v}" for k, v in fields.items())

@@ -2,7 +2,44 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CameraIntrinsics:
+    """Pinhole intrinsics in pixels of the source frame (the resolution the detections are in).
+
+    Attributes:
+        fx, fy: focal lengths in pixels (x and y); the distance uses ``fy`` (box heights).
+        cx, cy: principal point in pixels; None when unknown (not needed for the distance).
+    """
+
+    fx: float
+    fy: float
+    cx: float | None = None
+    cy: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("fx", "fy"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"camera intrinsics {name}: must be a finite number > 0, got {value!r}")
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> CameraIntrinsics | None:
+        """From a recorded drive's ``meta.json`` ``intrinsics`` ({fx, fy[, cx, cy]}); None when absent.
+
+        One focal length alone (``fx`` or ``fy``) serves for both: square pixels.
+        """
+        raw: dict[str, Any] = meta.get("intrinsics") or {}
+        given = [raw[k] for k in ("fx", "fy") if raw.get(k) is not None]
+        if not given:
+            return None
+        fx = raw["fx"] if raw.get("fx") is not None else given[0]
+        fy = raw["fy"] if raw.get("fy") is not None else given[0]
+        return cls(float(fx), float(fy), raw.get("cx"), raw.get("cy"))
 
 
 def distance_m(box_height_px: float, sign_size_m: float, focal_px: float | None) -> float | None:

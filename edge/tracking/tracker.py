@@ -91,6 +91,7 @@ class Tracker:
                     events.append(self._event(AHEAD, track, frame_index, timestamp_ns, None))
             else:
                 track.misses += 1
+            track.distance_m = self._distance(track.box)
         events += self._expire(frame_index, timestamp_ns)
         for index in unmatched:
             if candidates.score[index] >= cfg.enter_threshold:
@@ -102,8 +103,16 @@ class Tracker:
                     events.append(self._event(AHEAD, track, frame_index, timestamp_ns, None))
         return events
 
-    def reset(self, reason: str, frame_index: int, timestamp_ns: int) -> list[TrackEvent]:
-        """End every track (e.g. the source restarted); new tracks need a fresh confirmation."""
+    def reset(
+        self, reason: str = "source_restart", frame_index: int | None = None, timestamp_ns: int | None = None
+    ) -> list[TrackEvent]:
+        """End every track (e.g. the source restarted); new tracks need a fresh confirmation.
+
+        Confirmed tracks end with ``stop_sign_lost`` carrying ``reason``; unconfirmed ones end
+        silently (they never announced anything). Frame and time default to the last frame seen.
+        """
+        frame_index = self._last_frame if frame_index is None else frame_index
+        timestamp_ns = self._last_ns if timestamp_ns is None else timestamp_ns
         events = [self._event(LOST, t, frame_index, timestamp_ns, reason) for t in self.tracks if t.confirmed]
         self.tracks.clear()
         return events
@@ -171,6 +180,7 @@ class Tracker:
         )
         track.recent.append(True)
         track.anchor_box = detections.xyxy[index].astype(np.float64)
+        track.distance_m = self._distance(track.box)
         self._next_id += 1
         self.tracks.append(track)
 
@@ -186,12 +196,17 @@ class Tracker:
         self.tracks = kept
         return events
 
+    def _distance(self, box: np.ndarray) -> float | None:
+        """Metres to the sign from a (4,) xyxy box's height; None without a focal length."""
+        cfg = self.config
+        return distance_m(float(box[3] - box[1]), cfg.sign_size_m, cfg.effective_focal_px)
+
     def _event(
         self, kind: str, track: Track, frame_index: int, now_ns: int, reason: str | None
     ) -> TrackEvent:
         cfg = self.config
         box = track.box
-        distance = distance_m(float(box[3] - box[1]), cfg.sign_size_m, cfg.focal_px)
+        distance = self._distance(box)
         track.distance_m = distance
         speed = self.speed.current(now_ns, cfg.speed_max_age_s)
         return TrackEvent(

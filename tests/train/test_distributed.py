@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -25,7 +30,7 @@ from stopsign.train.distributed import (
     init_distributed,
     shutdown,
 )
-from stopsign.train.trainer import Trainer
+from stopsign.train.trainer import Trainer, TrainError
 
 
 @pytest.mark.parametrize(
@@ -96,8 +101,11 @@ def test_single_process_without_launcher() -> None:
 GLOBAL_BATCH = 4
 
 
-def _dataset(root: Path, n: int = 8) -> Path:
-    """Same box in every image (so each image contributes equally to the loss), varied texture."""
+def _dataset(root: Path, n: int = 8, val: int | None = None) -> Path:
+    """Same box in every image (so each image contributes equally to the loss), varied texture.
+
+    Train and val are all ``n`` images, or val is the first ``val`` of them.
+    """
     rng = np.random.default_rng(0)
     (root / "images").mkdir(parents=True)
     (root / "labels").mkdir()
@@ -109,18 +117,19 @@ def _dataset(root: Path, n: int = 8) -> Path:
         (root / "labels" / f"i{i}.txt").write_text("0 0.5 0.5 0.375 0.4375\n")
         names.append(f"images/i{i}.png")
     (root / "all.txt").write_text("\n".join(names) + "\n")
-    doc = {"path": ".", "train": "all.txt", "val": "all.txt", "nc": 1, "names": ["stop_sign"]}
+    (root / "val.txt").write_text("\n".join(names[:val] if val else names) + "\n")
+    doc = {"path": ".", "train": "all.txt", "val": "val.txt", "nc": 1, "names": ["stop_sign"]}
     (root / "data.yaml").write_text(yaml.safe_dump(doc))
     return root / "data.yaml"
 
 
-def _config(data: Path, project: Path):
+def _config(data: Path, project: Path, **runtime: object):
     no_augment = {k: 0.0 for k in ("hsv_h", "hsv_s", "hsv_v", "translate", "scale", "mosaic")}
     return config_from_dict({
         "data": {"data": str(data), "img": 64, "workers": 0, "check": False},
         "model": {"cfg": "yolov5n"},
         "schedule": {"epochs": 1, "batch": GLOBAL_BATCH, "nbs": GLOBAL_BATCH, "ema": False},
-        "runtime": {"device": "cpu", "seed": 0, "freeze_bn": True},
+        "runtime": {"device": "cpu", "seed": 0, "freeze_bn": True, **runtime},
         "output": {"project": str(project), "name": "run", "exist_ok": True},
         "hyp": {"warmup_epochs": 0.0, **no_augment},
     })  # fmt: skip
@@ -198,3 +207,114 @@ def test_ranks_that_disagree_stop_with_a_clear_error(tmp_path: Path) -> None:
             "ranks [1] disagree with rank 0 on the configuration"
             in (tmp_path / f"rank{rank}.err").read_text()
         )
+
+
+# --- rank consistency, gathered validation, SyncBatchNorm, signals ------------------------------
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_sync_bn_on_cpu_is_refused(world: int, tmp_path: Path) -> None:
+    config = _config(tmp_path / "data.yaml", tmp_path, sync_bn=True)
+    with pytest.raises(TrainError, match="--sync-bn needs CUDA"):
+        Trainer(config, None, DistContext(rank=0, local_rank=0, world_size=world))
+
+
+def _scenario_worker(rank: int, world: int, port: int, scenario: str, data: list[str], out: str) -> None:
+    """One rank of a 2-process gloo group on ``data[rank]``; writes what it saw to ``out/<scenario><rank>.json``."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))  # fmt: skip
+    torch.set_num_threads(1)
+    ctx = init_distributed("gloo", use_cuda=False)
+    report: dict[str, object] = {}
+    try:
+        trainer = Trainer(_config(Path(data[rank]), Path(out) / "runs"), None, ctx)
+        try:
+            trainer._setup()
+        except DistributedError as exc:
+            report["error"] = str(exc)
+        if scenario == "validate":
+            result = trainer.validate(trainer._eval_model())
+            report["summary"] = result.summary()
+            report["records"] = [[r.index, r.max_score, len(r.matched.score)] for r in result.records]
+    finally:
+        shutdown()
+    Path(out, f"{scenario}{rank}.json").write_text(json.dumps(report))
+
+
+def _spawn_scenario(scenario: str, data: list[Path], out: Path) -> list[dict]:
+    args = (2, _free_port(), scenario, [str(d) for d in data], str(out))
+    mp.spawn(_scenario_worker, args=args, nprocs=2, join=True)
+    return [json.loads((out / f"{scenario}{rank}.json").read_text()) for rank in range(2)]
+
+
+@pytest.mark.slow
+def test_trainer_stops_when_a_rank_sees_other_data(tmp_path: Path) -> None:
+    """Rank 1 reads a stale copy of the dataset (one val image fewer): every rank stops, naming it."""
+    data = _dataset(tmp_path / "data", n=3)
+    stale = data.with_name("stale.yaml")
+    (data.parent / "stale_val.txt").write_text("images/i0.png\nimages/i1.png\n")
+    stale.write_text(data.read_text().replace("val.txt", "stale_val.txt"))
+    for report in _spawn_scenario("disagree", [data, stale], tmp_path):
+        assert "ranks [1] disagree with rank 0 on the configuration and the dataset files" in report.get(
+            "error", ""
+        ), report
+
+
+@pytest.mark.slow
+def test_gathered_validation_equals_one_process(tmp_path: Path) -> None:
+    """5 val images over 2 ranks: the sampler pads rank 1 with a duplicate, which must not count."""
+    data = _dataset(tmp_path / "data", n=5, val=5)
+    torch.set_num_threads(1)
+    single = Trainer(_config(data, tmp_path / "single"), None, DistContext())
+    single._setup()
+    expected = single.validate(single._eval_model())
+    reports = _spawn_scenario("validate", [data, data], tmp_path)
+    assert reports[0]["summary"] == reports[1]["summary"]  # every rank computed the same metrics
+    records = reports[0]["records"]
+    assert [r[0] for r in records] == list(range(5))
+    for (index, score, count), ref in zip(records, expected.records, strict=True):
+        assert index == ref.index and count == len(ref.matched.score)
+        assert score == pytest.approx(ref.max_score, rel=1e-4)
+    got, want = reports[0]["summary"], expected.summary()
+    assert got["images"] == want["images"] == 5 and got["instances"] == want["instances"] == 5
+    for key in ("precision", "recall", "map50", "map50_95"):
+        assert got[key] == pytest.approx(want[key], abs=1e-3), key
+
+
+@pytest.mark.slow
+def test_sigint_and_sigterm_leave_the_process_group(tmp_path: Path) -> None:
+    """Two real `edge-train train` ranks: Ctrl-C on rank 0 and SIGTERM on rank 1 mid-training."""
+    data = _dataset(tmp_path / "data")
+    port = _free_port()
+    outputs = [tmp_path / f"rank{rank}.log" for rank in range(2)]
+    command = [sys.executable, "-m", "stopsign.train.cli", "train", "--data", str(data), "--img", "64",
+               "--batch", "4", "--epochs", "1000", "--device", "cpu", "--workers", "0", "--freeze-bn",
+               "--project", str(tmp_path / "runs"), "--name", "run", "--exist-ok"]  # fmt: skip
+    processes = []
+    for rank, log in enumerate(outputs):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}  # fmt: skip
+        with log.open("w") as sink:
+            processes.append(subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT))
+    try:
+        deadline = time.monotonic() + 120
+        # Rank 0 prints the run folder after the rank-consistency check: both ranks are training.
+        while "run folder" not in outputs[0].read_text():
+            assert time.monotonic() < deadline, outputs[0].read_text()[-2000:]
+            assert all(p.poll() is None for p in processes), [o.read_text()[-2000:] for o in outputs]
+            time.sleep(0.2)
+        time.sleep(2)
+        processes[0].send_signal(signal.SIGINT)
+        processes[1].send_signal(signal.SIGTERM)
+        codes = [p.wait(timeout=60) for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+    texts = [o.read_text() for o in outputs]
+    for rank, text in enumerate(texts):
+        assert f"rank {rank}: left the process group" in text, text[-2000:]
+    # Each rank normally stops on its own signal; one whose peer left first may stop on the
+    # peer's broken connection instead (exit 1, traceback) - but it still leaves the group.
+    assert codes[0] in (130, 1) and codes[1] in (143, 1), (codes, [t[-2000:] for t in texts])
+    assert "interrupted by SIGINT" in texts[0] or "interrupted by SIGTERM" in texts[1], texts

@@ -15,6 +15,7 @@ from stopsign.edge.detections import Detections
 from stopsign.edge.replay.drive import DriveError, DriveLabels, open_drive, read_frames
 from stopsign.edge.replay.expected import Tolerance, compare, to_lines
 from stopsign.edge.replay.metrics import drive_metrics
+from stopsign.edge.replay.pytest_plugin import check_drive
 from stopsign.edge.replay.runner import FrameRecord, ReplayResult, replay
 from stopsign.edge.spec import ModelSpec
 from stopsign.export.onnx_export import export_onnx
@@ -87,6 +88,44 @@ def test_perturbed_model_fails_with_a_readable_diff(tmp_path: Path, model: Path,
     assert "difference(s)" in out and "frame " in out
 
 
+def test_report_writes_a_table_and_a_timeline_per_drive(tmp_path: Path, model: Path, capsys) -> None:
+    drives = [make_drive(tmp_path / "a"), make_drive(tmp_path / "b", frames=8)]
+    (drives[1] / "labels.jsonl").unlink()  # an unlabelled drive gets a row without metrics
+    report = tmp_path / "report"
+    assert replay_cli.main([*map(str, drives), "--model", str(model), "--report", str(report)]) == 0
+    table = (report / "report.md").read_text().splitlines()
+    assert table[0].startswith("| drive | frames | labelled | AP50 raw")
+    assert table[2].startswith("| a | 16 | 16 | ") and table[3].startswith("| b | - |")
+    for name in ("a", "b"):
+        assert cv2.imread(str(report / f"{name}.png")) is not None
+    assert '"delay_from_20px_ms"' in capsys.readouterr().out
+
+
+def test_realtime_processes_or_skips_every_frame(tmp_path: Path, model: Path, capsys) -> None:
+    drive = make_drive(tmp_path / "drive")
+    assert replay_cli.main([str(drive), "--model", str(model), "--realtime"]) == 0
+    out = capsys.readouterr().out
+    processed, skipped = (
+        int(n) for n in out.split("realtime, ")[1].split(" skipped")[0].split(" processed, ")
+    )
+    assert processed + skipped == 16 and processed >= 1
+
+
+def test_plugin_check_skips_with_the_command_then_passes_then_fails(tmp_path: Path, model: Path) -> None:
+    drive = make_drive(tmp_path / "drive", frames=8)
+    with pytest.raises(pytest.skip.Exception, match=r"run: edge-replay .*drive --model .* --update-expected"):
+        check_drive(drive, model, Tolerance())
+    assert replay_cli.main([str(drive), "--model", str(model), "--update-expected"]) == 0
+    check_drive(drive, model, Tolerance())
+    expected = next((drive / "expected").iterdir())
+    lines = expected.read_text().splitlines()
+    frame = json.loads(lines[3])
+    frame["detections"] = frame["detections"][1:]  # one box fewer than the model finds
+    expected.write_text("\n".join([*lines[:3], json.dumps(frame), *lines[4:]]) + "\n")
+    with pytest.raises(AssertionError, match="frame 2 detections: expected"):
+        check_drive(drive, model, Tolerance())
+
+
 def test_missing_expected_says_how_to_create_it(tmp_path: Path, model: Path, capsys) -> None:
     drive = make_drive(tmp_path / "drive")
     assert replay_cli.main([str(drive), "--model", str(model)]) == 2
@@ -107,6 +146,27 @@ def test_malformed_drives_name_file_and_line(tmp_path: Path, damage, message: st
     damage(drive)
     with pytest.raises(DriveError, match=message):
         open_drive(drive)
+
+
+@pytest.mark.parametrize(
+    ("tail", "finished", "frames"),
+    [
+        (b'{"index": 4, "pts', False, 4),  # torn by a power cut: dropped
+        (b"\0" * 40, False, 4),  # length committed, data not: dropped
+        (b'{"index": 4, "pts', True, None),  # a finished recording is never trimmed
+    ],
+)
+def test_torn_index_tail(tmp_path: Path, tail: bytes, finished: bool, frames: int | None) -> None:
+    drive = make_drive(tmp_path / "drive", frames=4)
+    meta = json.loads((drive / "meta.json").read_text())
+    (drive / "meta.json").write_text(json.dumps({**meta, "finished": finished}))
+    with (drive / "frames.jsonl").open("ab") as handle:
+        handle.write(tail)
+    if frames is None:
+        with pytest.raises(DriveError, match="frames.jsonl:5"):
+            open_drive(drive)
+    else:
+        assert len(read_frames(open_drive(drive))) == frames
 
 
 def test_video_shorter_than_its_index(tmp_path: Path) -> None:

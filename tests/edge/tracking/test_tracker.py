@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from stopsign.edge.detections import Detections
 from stopsign.edge.tracking import AHEAD, LOST, SpeedInput, Tracker, TrackerConfig, TrackerConfigError
+from stopsign.edge.tracking.distance import CameraIntrinsics
 
 FPS = 30
 FRAME_NS = 1_000_000_000 // FPS
@@ -169,3 +170,51 @@ def test_random_streams_never_break_the_event_rules(stream: list, fps: int, hits
     for event in tracker.flush():
         assert event.track_id in ahead_ids  # only confirmed tracks are ever reported lost
     assert len(ahead_ids) == len(set(ahead_ids))  # never two events per track
+
+
+def test_reset_defaults_to_source_restart_at_the_last_frame_and_skips_unconfirmed() -> None:
+    tracker = Tracker(TrackerConfig())
+    for i in range(3):
+        tracker.update(det(SIGN), i, i * FRAME_NS)
+    tracker.update(det(SIGN, (400, 100, 440, 140, 0.9)), 3, 3 * FRAME_NS)  # a second, unconfirmed track
+    lost = tracker.reset()
+    assert [(e.event, e.reason, e.frame, e.timestamp_ns, e.track_id) for e in lost] == [
+        (LOST, "source_restart", 3, 3 * FRAME_NS, 1)
+    ]
+    assert tracker.tracks == [] and tracker.flush() == []
+
+
+def test_track_keeps_times_and_distance_from_intrinsics() -> None:
+    intrinsics = CameraIntrinsics(fx=1000.0, fy=1200.0)
+    tracker = Tracker(TrackerConfig(intrinsics=intrinsics))
+    box = (100, 100, 160, 160, 0.9)  # 60 px high: 1200 * 0.75 / 60 = 15 m
+    start = 5_000_000_000
+    for i in range(4):
+        tracker.update(det(box), 10 + i, start + i * FRAME_NS)
+    (track,) = tracker.tracks
+    assert (track.first_seen_frame, track.last_seen_frame) == (10, 13)
+    assert (track.first_seen_ns, track.last_seen_ns) == (start, start + 3 * FRAME_NS)
+    assert (track.hits, track.misses, track.confirmed) == (4, 0, True)
+    assert track.distance_m == pytest.approx(15.0, rel=0.02)
+    tracker.update(det(), 14, start + 4 * FRAME_NS)
+    assert track.misses == 1 and track.distance_m == pytest.approx(15.0, rel=0.02)
+
+
+@settings(max_examples=150, deadline=None)
+@given(stream=streams, fps=st.sampled_from([5, 15, 30, 60]), hits=st.integers(1, 4), window=st.integers(4, 6))
+def test_events_need_m_confident_frames_in_the_window(stream: list, fps: int, hits: int, window: int) -> None:
+    """Checked against the input alone, not the tracker's own counters: a ``stop_sign_ahead`` on
+    frame f needs a confident detection on f and on at least M of the frames f-N+1..f."""
+    cfg = TrackerConfig(confirm_hits=hits, confirm_window=window)
+    tracker = Tracker(cfg)
+    confident = [any(score >= cfg.enter_threshold for *_, score in frame) for frame in stream]
+    open_ids: set[int] = set()
+    for index, frame in enumerate(stream):
+        for event in tracker.update(det(*frame), index, int(index * 1e9 / fps)):
+            if event.event == AHEAD:
+                assert confident[index]
+                assert sum(confident[max(0, index - window + 1) : index + 1]) >= hits
+                open_ids.add(event.track_id)
+            else:
+                open_ids.remove(event.track_id)  # lost only after ahead, once
+    assert {e.track_id for e in tracker.flush()} == open_ids  # every announced sign is closed
