@@ -50,7 +50,7 @@ from stopsign.edge.sources.launch import CameraOptions
 from stopsign.edge.sources.sanity import SanityOptions
 from stopsign.edge.sources.uri import SourceURIError, parse_size, parse_source_uri
 from stopsign.edge.spec import ModelSpec, ModelSpecError
-from stopsign.edge.tracking import SpeedInput, Tracker, TrackerConfig
+from stopsign.edge.tracking import CameraIntrinsics, SpeedInput, Tracker, TrackerConfig
 
 log = logging.getLogger("edge-detect")
 
@@ -182,17 +182,15 @@ def make_sinks(config: DetectConfig, spec: ModelSpec, source: Source) -> list[Si
     return sinks
 
 
-def drive_focal_px(uri: str) -> float | None:
-    """The focal length recorded in a drive's meta.json (``drive://DIR``), else None."""
+def drive_intrinsics(uri: str) -> CameraIntrinsics | None:
+    """The camera intrinsics recorded in a drive's meta.json (``drive://DIR``), else None."""
     if not uri.startswith("drive://"):
         return None
     meta = Path(uri[len("drive://") :]) / "meta.json"
     try:
-        intrinsics = json.loads(meta.read_text()).get("intrinsics") or {}
+        return CameraIntrinsics.from_meta(json.loads(meta.read_text()))
     except (OSError, ValueError):
         return None  # the drive source itself reports a missing or broken meta.json
-    focal = intrinsics.get("fy") or intrinsics.get("fx")
-    return float(focal) if focal else None
 
 
 def make_tracker(spec: ModelSpec, config: DetectConfig, still_images: bool) -> TrackerLike | None:
@@ -200,17 +198,17 @@ def make_tracker(spec: ModelSpec, config: DetectConfig, still_images: bool) -> T
     if still_images:
         return None
     hits, _, window = config.confirm.partition("/")
-    enter = spec.operating_threshold
-    stay = config.stay_threshold if config.stay_threshold is not None else round(0.6 * enter, 4)
-    tracker_config = TrackerConfig(
-        enter_threshold=enter,
-        stay_threshold=min(stay, enter),
-        confirm_hits=int(hits),
-        confirm_window=int(window),
-        max_age_s=config.max_age,
-        focal_px=config.focal_px or drive_focal_px(config.uri),
-        sign_size_m=config.sign_size_m,
-    )
+    changes: dict[str, object] = {
+        "confirm_hits": int(hits),
+        "confirm_window": int(window),
+        "max_age_s": config.max_age,
+        "focal_px": config.focal_px,
+        "intrinsics": drive_intrinsics(config.uri),
+        "sign_size_m": config.sign_size_m,
+    }
+    if config.stay_threshold is not None:
+        changes["stay_threshold"] = min(config.stay_threshold, spec.operating_threshold)
+    tracker_config = TrackerConfig.from_spec(spec, **changes)
     speed = SpeedInput.fixed_kmh(config.speed_kmh) if config.speed_kmh is not None else None
     print(f"edge-detect {tracker_config.describe()}", file=sys.stderr)
     return Tracker(tracker_config, speed=speed)

@@ -20,7 +20,7 @@ from stopsign.edge.pipeline import Preprocessor
 from stopsign.edge.postprocess import decode_yolov5
 from stopsign.edge.replay.drive import open_drive, read_frames
 from stopsign.edge.spec import ModelSpec
-from stopsign.edge.tracking import Tracker, TrackerConfig
+from stopsign.edge.tracking import CameraIntrinsics, Tracker, TrackerConfig
 
 
 @dataclass
@@ -45,10 +45,7 @@ class ReplayResult:
 
 def tracker_config_for(spec: ModelSpec, meta: dict[str, Any]) -> TrackerConfig:
     """The runtime's defaults: enter at the operating threshold, focal length from meta.json."""
-    intrinsics = meta.get("intrinsics") or {}
-    focal = intrinsics.get("fy") or intrinsics.get("fx")
-    enter = spec.operating_threshold
-    return TrackerConfig(enter_threshold=enter, stay_threshold=round(0.6 * enter, 4), focal_px=focal or None)
+    return TrackerConfig.from_spec(spec, intrinsics=CameraIntrinsics.from_meta(meta))
 
 
 def load_backend(model: Path, backend: str = "auto", threads: int = 1) -> tuple[Backend, ModelSpec]:

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +11,7 @@ from stopsign.calibration.calibset import CalibrationSet
 from stopsign.calibration.errors import CalibrationError, StaleCacheError
 from stopsign.calibration.tensorrt_calibrator import BatchFeeder, make_calibrator, tensorrt_import_error
 from stopsign.edge.onnx_meta import read_spec_from_onnx
+from tests.tensorrt_stubs import mypy_available, run_mypy, typecheckable_stubs
 
 REPO = Path(__file__).resolve().parents[2]
 TRT_REASON = tensorrt_import_error()
@@ -82,66 +78,17 @@ def test_calibrator_types_and_stale_cache(
         make_calibrator(algorithm, fp32_model, calib_dir, tmp_path / "m.calib")
 
 
-def _typecheckable_stubs(target: Path) -> Path | None:
-    """Copy tensorrt-stubs to ``target`` with its two syntax errors fixed; None when not installed.
-
-    tensorrt-stubs 10.13.0.35.1 names parameters ``in`` (IPluginV3) and puts parameters without a
-    default after ones with a default (INetworkDefinition.add_scale_nd); mypy refuses to parse
-    either. The fix renames ``in`` and gives the trailing parameters ``= ...``; nothing else changes.
-    The stubs also lack py.typed, so mypy only sees them through MYPYPATH.
-    """
-    spec = importlib.util.find_spec("tensorrt_stubs")
-    if spec is None or spec.origin is None:
-        return None
-    site = Path(spec.origin).parent.parent
-    for package in ("tensorrt", "tensorrt_bindings"):
-        if not (site / package).is_dir():
-            return None
-        shutil.copytree(site / package, target / package)
-    stub = target / "tensorrt_bindings" / "tensorrt.pyi"
-    text = re.sub(r"([(,] )in: ", r"\1in_: ", stub.read_text())
-
-    def add_defaults(match: re.Match[str]) -> str:
-        head, params, tail = match.group(1), match.group(2).split(", "), match.group(3)
-        seen_default = False
-        for i, param in enumerate(params):
-            seen_default = seen_default or "=" in param
-            if seen_default and "=" not in param and ":" in param and not param.startswith("*"):
-                params[i] = param + " = ..."
-        return f"{head}({', '.join(params)}){tail}"
-
-    stub.write_text(re.sub(r"^( *def \w+)\((.*)\)( -> .*:)$", add_defaults, text, flags=re.M))
-    return target
-
-
-@pytest.mark.skipif(importlib.util.find_spec("mypy") is None, reason="mypy is not installed")
+@pytest.mark.skipif(not mypy_available(), reason="mypy is not installed")
 def test_mypy_clean_against_tensorrt_stubs(tmp_path: Path) -> None:
-    stubs = _typecheckable_stubs(tmp_path / "stubs")
+    stubs = typecheckable_stubs(tmp_path / "stubs")
     if stubs is None:
         pytest.skip("tensorrt-stubs is not installed (pip install tensorrt-stubs --no-deps)")
-    config = tmp_path / "mypy.ini"
-    config.write_text(
-        "[mypy]\npython_version = 3.10\nignore_missing_imports = True\nwarn_unused_ignores = True\n"
-        "[mypy-tensorrt_bindings.*]\nignore_errors = True\n[mypy-tensorrt.*]\nignore_errors = True\n"
-    )
     # Negative control: the stubs are really in effect (a wrong call is caught).
     probe = tmp_path / "probe.py"
     probe.write_text(
         "import tensorrt as trt\n\ndef f(c: trt.IInt8MinMaxCalibrator) -> str:\n    return c.get_batch_size()\n"
     )
-    env = {"MYPYPATH": str(stubs), "PATH": "/usr/bin:/bin"}
-    base = [
-        sys.executable,
-        "-m",
-        "mypy",
-        "--config-file",
-        str(config),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-    ]
-    bad = subprocess.run([*base, str(probe)], capture_output=True, text=True, env=env, cwd=REPO)
+    bad = run_mypy(stubs, probe)
     assert bad.returncode == 1 and "Incompatible return value" in bad.stdout, bad.stdout + bad.stderr
-    result = subprocess.run(
-        [*base, "calibration/tensorrt_calibrator.py"], capture_output=True, text=True, env=env, cwd=REPO
-    )
+    result = run_mypy(stubs, "calibration/tensorrt_calibrator.py")
     assert result.returncode == 0, result.stdout + result.stderr
