@@ -30,16 +30,28 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return iou.astype(np.float32)
 
 
+# Up to this many boxes, NMS builds the full IoU matrix and iterates the fixed point (fast for the
+# tens of boxes a frame has); above it (validation at conf 0.001 of an untrained model: thousands),
+# greedy row by row, which touches only the kept boxes' rows and stops at ``max_keep``.
+MATRIX_NMS_MAX_BOXES = 512
+
+
 def nms(
-    boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, class_ids: np.ndarray | None = None
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    iou_threshold: float,
+    class_ids: np.ndarray | None = None,
+    max_keep: int | None = None,
 ) -> np.ndarray:
     """Greedy NMS; returns kept indices ordered by descending score (ties: lower index first).
 
-    Exactly the classic greedy algorithm (a box is dropped when a higher-ranked *kept* box
-    overlaps it with IoU > threshold), computed without a Python loop over boxes: with ``S`` the
-    suppression matrix in rank order, ``keep[i] = not any(S[j, i] and keep[j] for j < i)`` has the
-    greedy result as its unique fixed point, and iterating it from all-True converges in as many
-    steps as the longest suppression chain (a handful in practice).
+    Exactly the classic greedy algorithm: a box is dropped when a higher-ranked *kept* box overlaps
+    it with IoU > threshold. At most ``max_keep`` indices are returned (the first ones greedy keeps).
+
+    Up to :data:`MATRIX_NMS_MAX_BOXES` boxes it runs without a Python loop over boxes: with ``S``
+    the suppression matrix in rank order, ``keep[i] = not any(S[j, i] and keep[j] for j < i)`` has
+    the greedy result as its unique fixed point, and iterating it from all-True converges in as
+    many steps as the longest suppression chain (a handful in practice). Larger sets go row by row.
     """
     n = len(scores)
     if n == 0:
@@ -49,16 +61,45 @@ def nms(
         boxes = boxes + (np.asarray(class_ids, dtype=np.float32) * _CLASS_OFFSET)[:, None]
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
     ranked = boxes[order]
+    if n > MATRIX_NMS_MAX_BOXES:
+        return order[_greedy_rows(ranked, iou_threshold, max_keep)]
     suppresses = np.triu(box_iou(ranked, ranked) > iou_threshold, k=1)
     if not suppresses.any():
-        return order
+        return order[:max_keep]
     keep = np.ones(n, dtype=bool)
     for _ in range(n):  # bounded by the chain length; exits at the fixed point
         new_keep = ~(suppresses & keep[:, None]).any(axis=0)
         if np.array_equal(new_keep, keep):
             break
         keep = new_keep
-    return order[keep]
+    return order[keep][:max_keep]
+
+
+def _greedy_rows(ranked: np.ndarray, iou_threshold: float, max_keep: int | None) -> np.ndarray:
+    """Greedy NMS over boxes already in rank order: IoU of each kept box with the boxes after it."""
+    x1, y1, x2, y2 = ranked[:, 0], ranked[:, 1], ranked[:, 2], ranked[:, 3]
+    area = (x2 - x1) * (y2 - y1)
+    alive = np.ones(len(ranked), dtype=bool)
+    kept: list[int] = []
+    limit = len(ranked) if max_keep is None else max_keep
+    if limit <= 0:
+        return np.zeros((0,), dtype=np.int64)
+    for i in range(len(ranked)):
+        if not alive[i]:
+            continue
+        kept.append(i)
+        if len(kept) >= limit:
+            break
+        rest = slice(i + 1, None)
+        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        inter = w * h
+        union = area[i] + area[rest] - inter
+        # Same rule as box_iou: a zero union (zero-area pair) is IoU 0, never a suppression.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            overlap = np.where(union > 0, inter / union, 0.0)
+        alive[rest] &= ~(overlap > iou_threshold)
+    return np.asarray(kept, dtype=np.int64)
 
 
 def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
@@ -105,7 +146,7 @@ def decode_yolov5(
         top = np.argpartition(-score, max_candidates)[:max_candidates]
         rows, class_id, score = rows[top], class_id[top], score[top]
     xyxy = xywh_to_xyxy(rows[:, :4])
-    keep = nms(xyxy, score, iou_threshold, class_id)[:max_detections]
+    keep = nms(xyxy, score, iou_threshold, class_id, max_keep=max_detections)
     xyxy = xyxy[keep]
     if transform is not None:
         transform.to_source(xyxy)

@@ -53,6 +53,13 @@ class ScheduleConfig:
     ema_decay: float = _f(0.9999, "EMA decay once ramped up", 0, 1)
     ema_tau: float = _f(2000.0, "EMA ramp: decay * (1 - exp(-updates / tau))", 1, 1e9)
     patience: int = _f(100, "stop after this many epochs without fitness improvement (0 = never)", 0, 1e9)
+    time_budget: float = _f(
+        0.0,
+        "minutes this run may take (0 = no limit): after the first epochs the epoch count is cut to what "
+        "fits, so the learning-rate schedule still anneals; never more than `epochs`",
+        0,
+        1e7,
+    )
 
 
 @dataclass

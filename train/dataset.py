@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,18 +208,29 @@ class ImageStore:
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
     def _fill(self) -> None:
-        total = 0
-        for i, path in enumerate(tqdm(self.images, desc=f"caching images ({self.mode})", unit="img")):
-            if self.mode == "ram":
-                image = load_resized(path, self.size)
-                self._ram.append(image)
-                total += image.nbytes
-            elif not self._npy[i].is_file():
-                tmp = self._npy[i].with_suffix(f".{os.getpid()}.tmp.npy")
-                np.save(tmp, load_resized(path, self.size))
-                tmp.replace(self._npy[i])
+        # Decoding and resizing release the GIL in OpenCV, so threads fill the cache in parallel.
+        threads = min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(threads) as pool:
+            done = pool.map(self._fill_one, range(len(self.images)))
+            filled = list(
+                tqdm(done, total=len(self.images), desc=f"caching images ({self.mode})", unit="img")
+            )
         if self.mode == "ram":
+            self._ram = [image for image in filled if image is not None]
+            total = sum(image.nbytes for image in self._ram)
             print(f"cached {len(self._ram)} images in RAM ({total / 2**30:.2f} GiB)")
+
+    def _fill_one(self, index: int) -> np.ndarray | None:
+        """The decoded image (RAM mode), or None once its .npy file exists (disk mode)."""
+        path = self.images[index]
+        if self.mode == "ram":
+            return load_resized(path, self.size)
+        npy = self._npy[index]
+        if not npy.is_file():
+            tmp = npy.with_suffix(f".{os.getpid()}.{index}.tmp.npy")
+            np.save(tmp, load_resized(path, self.size))
+            tmp.replace(npy)
+        return None
 
     def __len__(self) -> int:
         return len(self.images)

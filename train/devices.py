@@ -83,3 +83,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+    else:
+        # Training shapes are fixed (square input, fixed batch): let cuDNN time its kernels once.
+        torch.backends.cudnn.benchmark = True

@@ -4,6 +4,10 @@ Every training sample draws its randomness from ``numpy.random.default_rng((seed
 so a batch does not depend on the number of worker processes, and resuming at epoch N replays
 exactly what an uninterrupted run would have seen. Shuffling is seeded by ``seed + epoch`` (the
 same rule as ``DistributedSampler``, which replaces :class:`EpochShuffleSampler` under DDP).
+
+The loader's sampler hands out ``(epoch, index)`` keys (:class:`EpochKeyedSampler`), so the epoch
+travels with each request and worker processes can live for the whole run instead of being
+re-forked every epoch to see a new ``dataset.epoch`` (seconds per epoch with many workers).
 """
 
 from __future__ import annotations
@@ -88,12 +92,14 @@ class YoloDataset(Dataset):
             labels.append(_to_pixels(self.split.labels[i], w, h))
         return augment.mosaic(images, labels, self.size, rng)
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
+        """``dataset[index]`` (epoch from :meth:`set_epoch`) or ``dataset[(epoch, index)]``."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         hyp = self.hyp
         if not self.augment:
             image, labels = self._letterboxed(index)
         else:
-            rng = np.random.default_rng((self.seed, self.epoch, index))
+            rng = np.random.default_rng((self.seed, epoch, index))
             if rng.random() < hyp.mosaic:
                 image, labels = self._mosaic(index, rng)
             else:
@@ -140,6 +146,25 @@ class EpochShuffleSampler(Sampler[int]):
         return self.length
 
 
+class EpochKeyedSampler(Sampler[tuple[int, int]]):
+    """Wraps an index sampler and yields ``(epoch, index)``: the epoch reaches persistent workers
+    with every request. ``set_epoch`` goes to the wrapped sampler too (its shuffle order)."""
+
+    def __init__(self, indices: Sampler[int]):
+        self.indices, self.epoch = indices, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.indices.set_epoch(epoch)  # type: ignore[attr-defined]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        return ((epoch, index) for index in self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)  # type: ignore[arg-type]
+
+
 def _worker_init(_: int) -> None:
     # Workers already run in parallel; OpenCV's own thread pool would oversubscribe the cores.
     cv2.setNumThreads(0)
@@ -156,7 +181,8 @@ def build_loader(
     world_size: int = 1,
 ) -> DataLoader:
     """DataLoader over ``dataset``. ``batch`` is per process. DDP hook: ``world_size > 1`` swaps in
-    ``DistributedSampler`` (same ``seed + epoch`` shuffling rule); the trainer calls ``set_epoch``."""
+    ``DistributedSampler`` (same ``seed + epoch`` shuffling rule). Call ``loader.sampler.set_epoch``
+    before each epoch; workers persist across epochs."""
     if world_size > 1:
         from torch.utils.data.distributed import DistributedSampler
 
@@ -168,10 +194,10 @@ def build_loader(
     return DataLoader(
         dataset,
         batch_size=batch,
-        sampler=sampler,
+        sampler=EpochKeyedSampler(sampler),
         num_workers=workers,
         collate_fn=collate,
         pin_memory=pin_memory,
         worker_init_fn=_worker_init if workers else None,
-        persistent_workers=False,  # re-forked each epoch so workers see dataset.epoch
+        persistent_workers=workers > 0,  # the epoch comes with each key (EpochKeyedSampler)
     )

@@ -30,6 +30,7 @@ FLAG_KEYS: dict[str, tuple[str, str]] = {
     "optimizer": ("schedule", "optimizer"),
     "cos_lr": ("schedule", "cos_lr"),
     "patience": ("schedule", "patience"),
+    "time_budget": ("schedule", "time_budget"),
     "device": ("runtime", "device"),
     "seed": ("runtime", "seed"),
     "deterministic": ("runtime", "deterministic"),
@@ -68,6 +69,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     add("--optimizer", choices=("SGD", "AdamW"), help="optimizer (default SGD)")
     add("--cos-lr", dest="cos_lr", action="store_const", const=True, help="cosine learning-rate schedule")
     add("--patience", type=int, help="early-stopping patience in epochs (default 100, 0 = off)")
+    add(
+        "--time-budget",
+        dest="time_budget",
+        type=float,
+        help="minutes for the whole run: fit the epoch count (and LR schedule) to it (default 0 = off)",
+    )
     add("--save-period", dest="save_period", type=int, help="keep weights/epoch_N every N epochs")
     add("--seed", type=int, help="random seed (default 0)")
     add("--deterministic", action="store_const", const=True, help="deterministic algorithms")

@@ -48,6 +48,24 @@ from stopsign.train.plots import plot_f1_curve, plot_pr_curve
 from stopsign.train.run_log import RunLog
 from stopsign.train.weights import build_initial_model
 
+# The time budget may grow the epoch count only over this many first epochs (see _fit_schedule_to_budget).
+FIT_BUDGET_EPOCHS = 5
+
+
+@dataclass(frozen=True)
+class TimeBudget:
+    """Seconds a run may take, counted from ``started`` (a ``time.perf_counter()``); 0 = unlimited."""
+
+    seconds: float
+    started: float
+
+    @property
+    def active(self) -> bool:
+        return self.seconds > 0
+
+    def left(self) -> float:
+        return self.seconds - (time.perf_counter() - self.started)
+
 
 class TrainError(RuntimeError):
     """Training cannot start or continue; the message says why."""
@@ -94,6 +112,8 @@ class Trainer:
     """One training run. ``ctx`` places this process in a distributed run (single process by default)."""
 
     def __init__(self, config: TrainConfig, resume: Path | None = None, ctx: DistContext | None = None):
+        self.process_started = time.perf_counter()  # a --time-budget counts from here
+        self.epochs_asked = config.schedule.epochs
         self.ctx = ctx or DistContext()
         self.resume_from = resume
         self.state: TrainState | None = None
@@ -162,7 +182,10 @@ class Trainer:
             model.load_state_dict(raw, strict=True)
         else:
             model = build_initial_model(cfg.model.cfg, cfg.model.weights, self.data.nc, log=self.log)
-        self.model = model.to(self.device)
+        # channels_last: the layout tensor cores want for convolutions under AMP (CUDA only; on CPU
+        # it is no faster). Saved checkpoints are made contiguous (checkpoint._contiguous_float).
+        self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=self.memory_format)
         self.train_module = self._distribute(self.model)
         self.hyp = cfg.hyp
         self.loss_fn = YoloLoss.for_model(self.model, cfg.hyp, cfg.data.img)
@@ -288,14 +311,14 @@ class Trainer:
 
     # --- loop ----------------------------------------------------------------------------------
 
-    def _train_epoch(self, epoch: int, warmup_iters: int) -> np.ndarray:
+    def _train_epoch(self, epoch: int, warmup_iters: int) -> tuple[np.ndarray, float]:
+        """One pass over the training split -> (mean box/obj/cls loss, seconds spent waiting for data)."""
         cfg = self.config
         self.model.train()
         if self.config.runtime.freeze_bn:
             for module in self.model.modules():
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
-        self.train_set.set_epoch(epoch)
         self.train_loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
         batches = len(self.train_loader)
         mean_loss = np.zeros(3)
@@ -308,14 +331,18 @@ class Trainer:
             disable=not self.ctx.is_main,
         )
         self.optimizer.zero_grad()
+        data_wait = 0.0
+        asked = time.perf_counter()
         for i, (images, targets, _) in enumerate(bar):
+            data_wait += time.perf_counter() - asked
             iteration = i + batches * epoch
             # Accumulation follows the global batch, so a DDP run steps exactly when one process would.
             accumulate = optim.accumulation_steps(
                 cfg.schedule.batch, cfg.schedule.nbs, iteration, warmup_iters
             )
             optim.apply_schedule(self.optimizer, self.hyp, factor, iteration, warmup_iters)
-            x = images.to(self.device, non_blocking=True).float() / 255
+            x = images.to(self.device, non_blocking=True).float().div_(255)
+            x = x.contiguous(memory_format=self.memory_format)
             with torch.autocast(self.device.type, enabled=self.amp):
                 preds = self.train_module(x)
                 loss, items = self.loss_fn(preds, targets.to(self.device))
@@ -337,7 +364,8 @@ class Trainer:
                 cls=f"{mean_loss[2]:.4f}",
                 labels=len(targets),
             )
-        return mean_loss
+            asked = time.perf_counter()
+        return mean_loss, data_wait
 
     def _step(self) -> None:
         self.scaler.unscale_(self.optimizer)
@@ -389,10 +417,20 @@ class Trainer:
         warmup_iters = round(cfg.hyp.warmup_epochs * batches) if cfg.hyp.warmup_epochs > 0 else 0
         warmup_iters = max(warmup_iters, 100) if warmup_iters else 0
         started = time.perf_counter()
+        budget = TimeBudget(cfg.schedule.time_budget * 60, self.process_started)
+        epoch_durations: list[float] = []
         epoch = self.start_epoch
         for epoch in range(self.start_epoch, epochs):
-            train_loss = self._train_epoch(epoch, warmup_iters)
+            if epoch >= self.config.schedule.epochs:  # the time budget cut the schedule short
+                break
+            epoch_started = time.perf_counter()
+            train_loss, data_wait = self._train_epoch(epoch, warmup_iters)
+            val_started = time.perf_counter()
             result = self.validate(self._eval_model())
+            val_seconds = time.perf_counter() - val_started
+            if budget.active and self.start_epoch == 0:  # before saving: checkpoints hold the fitted plan
+                epoch_durations.append(time.perf_counter() - epoch_started)
+                self._fit_schedule_to_budget(budget, epoch + 1, epoch_durations)
             m = result.metrics
             fit = evaluate.fitness(m.map50, m.map)
             summary = result.summary()
@@ -428,12 +466,20 @@ class Trainer:
                     self._save(f"epoch_{epoch + 1}", epoch + 1, summary, with_state=True)
             elapsed = time.perf_counter() - started
             done = epoch + 1 - self.start_epoch
+            epoch_seconds = time.perf_counter() - epoch_started
+            epochs = self.config.schedule.epochs
             eta = elapsed / done * (epochs - epoch - 1)
             self.log(
                 f"epoch {epoch + 1}/{epochs}: P {m.precision:.3f} R {m.recall:.3f} mAP50 {m.map50:.3f} "
                 f"mAP50-95 {m.map:.3f} fitness {fit:.4f}{' (best)' if improved else ''}; "
-                f"{elapsed / done:.1f} s/epoch, ETA {eta / 60:.1f} min"
+                f"{epoch_seconds:.1f} s (data wait {data_wait:.1f} s, val {val_seconds:.1f} s), "
+                f"ETA {eta / 60:.1f} min"
             )
+            # Rank 0's clock decides for every rank, so DDP ranks never disagree on the epoch count.
+            out_of_time = budget.left() < time.perf_counter() - epoch_started
+            if budget.active and distributed.broadcast_from_main(self.ctx, out_of_time):
+                self.log(f"time budget: {budget.left():.0f} s left, less than an epoch; stopping")
+                break
             patience = cfg.schedule.patience
             if patience and epoch + 1 - self.best_epoch >= patience:
                 self.log(f"early stop: no improvement for {patience} epochs (best epoch {self.best_epoch})")
@@ -442,6 +488,28 @@ class Trainer:
         return TrainResult(
             self.run_dir, epoch + 1 - self.start_epoch, self.best_epoch, self.best_fitness, final
         )
+
+    def _fit_schedule_to_budget(
+        self, budget: TimeBudget, epochs_done: int, epoch_seconds: list[float]
+    ) -> None:
+        """Fit the epoch count to the time budget, so the learning-rate schedule anneals before time
+        runs out. Epoch time is the median of the last few epochs, the first left out once there
+        are others (it pays for cuDNN autotuning and worker start-up). Over the first
+        FIT_BUDGET_EPOCHS epochs, still in warm-up, the count may grow or shrink; later it only
+        shrinks, by the few epochs that slower-than-expected epochs cost."""
+        recent = epoch_seconds[1:][-FIT_BUDGET_EPOCHS:] or epoch_seconds
+        per_epoch = float(np.median(recent))
+        schedule = self.config.schedule
+        fits = epochs_done + int(budget.left() // per_epoch)
+        cap = self.epochs_asked if epochs_done <= FIT_BUDGET_EPOCHS else schedule.epochs
+        fitted = int(distributed.broadcast_from_main(self.ctx, max(epochs_done, min(cap, fits))))
+        if fitted != schedule.epochs:
+            self.log(
+                f"time budget {budget.seconds / 60:.1f} min at {per_epoch:.1f} s/epoch: "
+                f"{fitted} epochs (was {schedule.epochs})"
+            )
+            schedule.epochs = fitted
+            self.lr_factor = optim.lr_factor(fitted, self.config.hyp.lrf, schedule.cos_lr)
 
     def _finish(self) -> dict[str, Any]:
         """Validate the best checkpoint once more; write plots and its operating threshold.

@@ -128,3 +128,27 @@ def test_decode_empty_and_bad_shape() -> None:
         decode_yolov5(np.zeros((10, 4), np.float32))
     with pytest.raises(ValueError, match="batch"):
         decode_yolov5(np.zeros((2, 10, 6), np.float32))
+
+
+@pytest.mark.parametrize("n", [513, 900, 2048])
+@pytest.mark.parametrize("max_keep", [None, 0, 1, 300])
+def test_nms_row_by_row_path_equals_the_matrix_path(monkeypatch, n: int, max_keep: int | None) -> None:
+    """Above MATRIX_NMS_MAX_BOXES the greedy runs row by row; it must keep exactly the same boxes."""
+    from stopsign.edge import postprocess
+
+    rng = np.random.default_rng(n)
+    boxes = random_boxes(rng, n, spread=200)  # dense: long suppression chains
+    scores = np.round(rng.uniform(0, 1, n), 2).astype(np.float32)  # ties on purpose
+    classes = rng.integers(0, 2, n)
+    row_by_row = nms(boxes, scores, 0.5, classes, max_keep=max_keep)
+    monkeypatch.setattr(postprocess, "MATRIX_NMS_MAX_BOXES", 10**6)
+    matrix = nms(boxes, scores, 0.5, classes, max_keep=max_keep)
+    assert row_by_row.tolist() == matrix.tolist()
+    assert max_keep is None or len(row_by_row) == min(max_keep, len(nms(boxes, scores, 0.5, classes)))
+
+
+@pytest.mark.parametrize("max_keep,expected", [(None, [0, 2]), (0, []), (1, [0]), (5, [0, 2])])
+def test_nms_max_keep_takes_the_first_kept_boxes(max_keep: int | None, expected: list[int]) -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [50, 50, 60, 60]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7], np.float32)
+    assert nms(boxes, scores, 0.5, max_keep=max_keep).tolist() == expected

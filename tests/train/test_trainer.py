@@ -121,3 +121,18 @@ def test_loss_goes_down_on_a_fixed_batch(tiny_data: Path) -> None:
 def test_missing_data_is_a_clear_error(tmp_path: Path, capsys) -> None:
     assert main(["train", *ARGS, "--data", str(tmp_path / "nothing.yaml"), "--project", str(tmp_path)]) == 2
     assert "nothing.yaml: no such data.yaml" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_time_budget_cuts_the_epoch_count(tmp_path: Path, draw_data, capsys) -> None:
+    """A budget smaller than one epoch: the schedule is refitted to the one epoch done, and the run
+    stops there with its checkpoints written (not killed half-way)."""
+    data = draw_data(tmp_path / "data", n_train=4, n_val=2, n_confusers=0)
+    argv = ["train", *ARGS, "--data", str(data), "--epochs", "5", "--project", str(tmp_path / "runs")]
+    assert main([*argv, "--name", "b", "--time-budget", "0.001"]) == 0
+    out = capsys.readouterr().out
+    assert "1 epochs (was 5)" in out
+    rows = read_results(tmp_path / "runs" / "b" / "results.csv")
+    assert [r["epoch"] for r in rows] == [1]
+    state = json.loads((tmp_path / "runs" / "b" / "weights" / "last" / "train_state.json").read_text())
+    assert state["config"]["schedule"]["epochs"] == 1  # a resume sees the fitted schedule as done

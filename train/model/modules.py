@@ -185,7 +185,7 @@ class Detect(nn.Module):
         for i in range(self.nl):
             x = self.m[i](xs[i])
             bs, _, ny, nx = x.shape
-            x = x.view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
+            x = x.reshape(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
             outputs.append(x)
             if not self.training:
                 decoded.append(self._decode(x, i, nx, ny))
