@@ -49,7 +49,10 @@ class EvalResult:
     per_source: dict[str, dict[str, Any]] = field(default_factory=dict)
     negatives: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def threshold(self, choice: str) -> float:
+    def threshold(self, choice: str | float) -> float:
+        """``f1``, ``confuser`` (see the module docstring) or a fixed confidence."""
+        if isinstance(choice, float):
+            return choice
         if choice == "f1":
             return self.metrics.best_conf
         if choice == "confuser":
@@ -102,13 +105,16 @@ def predict_and_match(
     amp: bool = False,
     max_det: int = 300,
     desc: str = "val",
+    show_progress: bool = True,
 ) -> tuple[list[ImageRecord], np.ndarray | None, float]:
-    """Forward every batch, decode + NMS per image, match with ground truth (network pixels)."""
+    """Forward every batch, decode + NMS per image, match with ground truth (network pixels).
+    ``show_progress``: a progress bar (DDP: rank 0 only, or every rank draws its own)."""
     was_training = model.training
     model.eval()
     records: list[ImageRecord] = []
     loss_sum, batches, seconds = torch.zeros(3), 0, 0.0
-    for images, targets, indices in tqdm(loader, desc=desc, leave=False, unit="batch"):
+    bar = tqdm(loader, desc=desc, leave=False, unit="batch", disable=not show_progress)
+    for images, targets, indices in bar:
         start = time.perf_counter()
         x = images.to(device, non_blocking=True).float() / 255
         size = x.shape[-1]
@@ -157,7 +163,7 @@ def summarise(
     losses: np.ndarray | None = None,
     ms_per_image: float = 0.0,
     max_fp_rate: float = 0.02,
-    operating: str = "f1",
+    operating: str | float = "f1",
 ) -> EvalResult:
     """Metrics, thresholds, per-source breakdown and false positives on images without signs."""
     metrics = M.compute_metrics([r.matched for r in records], nc)
@@ -171,7 +177,10 @@ def summarise(
     recall = metrics.recall_curve.mean(0) if len(metrics.classes) else np.zeros(len(M.CONF_GRID))
     constrained = M.recall_threshold_under_fp_rate(recall, rate, max_fp_rate) if pool else None
     result = EvalResult(metrics, records, losses, rate, basis, constrained, ms_per_image)
-    threshold = metrics.best_conf if operating == "f1" or constrained is None else constrained[0]
+    if isinstance(operating, float):
+        threshold = operating
+    else:
+        threshold = metrics.best_conf if operating == "f1" or constrained is None else constrained[0]
     by_role: dict[str, list[ImageRecord]] = defaultdict(list)
     for record, role in zip(records, roles):
         if len(record.matched.gt_cls) == 0:
@@ -199,12 +208,19 @@ def summarise(
     return result
 
 
-def spec_with_result(spec: ModelSpec, result: EvalResult, operating: str = "f1") -> ModelSpec:
-    """``spec`` with ``operating_threshold`` (F1-optimal or confuser-constrained) and the metrics."""
+def spec_with_result(spec: ModelSpec, result: EvalResult, operating: str | float = "f1") -> ModelSpec:
+    """``spec`` with ``operating_threshold`` (F1-optimal, confuser-constrained or fixed), the
+    metrics, and precision and recall at that threshold."""
     threshold = result.threshold(operating)
     metrics = dict(spec.metrics)
     metrics.update(result.summary())
-    metrics["operating_threshold_rule"] = operating
+    metrics["operating_threshold_rule"] = "fixed" if isinstance(operating, float) else operating
+    precision, recall = result.metrics.at_conf(threshold)
+    metrics["operating_point"] = {
+        "conf": round(float(threshold), 4),
+        "precision": round(float(precision), 5),
+        "recall": round(float(recall), 5),
+    }
     return spec.replace(operating_threshold=round(float(threshold), 4), metrics=metrics)
 
 

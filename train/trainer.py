@@ -390,6 +390,7 @@ class Trainer:
             self.loss_fn,
             self.amp,
             desc="val (final)" if final else "val",
+            show_progress=self.ctx.is_main,
         )
         if not final and self.ctx.world_size > 1:
             # Every rank gets every rank's records, so all compute the same metrics and take the same

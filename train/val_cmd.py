@@ -40,9 +40,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--threshold",
-        choices=("f1", "confuser"),
+        type=threshold_choice,
         default="f1",
-        help="operating_threshold written to the spec: F1-optimal or max recall under the FP-rate bound",
+        help="operating_threshold written to the spec: 'f1' (F1-optimal), 'confuser' (max recall under "
+        "the FP-rate bound) or a confidence in (0, 1) chosen by other evidence (default f1)",
     )
     add("--project", default="runs/val", help="output parent folder (default runs/val)")
     add("--name", default="exp", help="output folder name (default exp)")
@@ -52,6 +53,21 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="leave the checkpoint's spec.json as is",
     )
+
+
+def threshold_choice(text: str) -> str | float:
+    """``f1``, ``confuser`` or a fixed confidence in (0, 1)."""
+    if text in ("f1", "confuser"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'f1', 'confuser' or a number in (0, 1), got {text!r}"
+        ) from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"a fixed threshold must be in (0, 1), got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from stopsign.edge.sources.base import SourceOpenError
-from stopsign.edge.sources.drive import VIDEO_NAMES, RecordedDrive, load_drive
+from stopsign.edge.sources.drive import RecordedDrive, load_drive
 
 
 class DriveError(ValueError):
@@ -40,9 +40,9 @@ def open_drive(folder: str | Path) -> RecordedDrive:
     if not (folder / "meta.json").is_file():
         raise DriveError(f"{folder / 'meta.json'}: missing (camera, resolution, fps, intrinsics)")
     try:
-        drive = load_drive(folder)
+        drive = load_drive(folder)  # drops the torn index tail of an unfinished recording
     except SourceOpenError as exc:
-        drive = _load_unfinished(folder, exc)
+        raise DriveError(str(exc)) from None
     previous = (-1, -1)
     for line_no, (pts, mono) in enumerate(drive.timestamps, 1):
         if pts <= previous[0] or mono <= previous[1]:
@@ -52,54 +52,6 @@ def open_drive(folder: str | Path) -> RecordedDrive:
             )
         previous = (pts, mono)
     return drive
-
-
-def _complete_lines(path: Path) -> list[str]:
-    """The lines of an unfinished ``frames.jsonl`` that reached the disk whole.
-
-    A power cut after a write but before the file system committed it can leave a torn last line
-    or a tail of NUL bytes (the file length was updated, its data not); both are dropped.
-    """
-    lines = path.read_bytes().rstrip(b"\0").decode("utf-8", errors="replace").splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if lines:
-        try:
-            json.loads(lines[-1])
-        except json.JSONDecodeError:
-            lines.pop()
-    return lines
-
-
-def _load_unfinished(folder: Path, error: SourceOpenError) -> RecordedDrive:
-    """Re-read a drive whose recording never finished, dropping a torn tail of its index.
-
-    Any other fault, or any fault in a finished recording, is reported as ``error`` said.
-    """
-    meta_path = folder / "meta.json"
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DriveError(f"{meta_path}: not valid JSON ({exc})") from None
-    index = folder / "frames.jsonl"
-    video = next((folder / n for n in VIDEO_NAMES if (folder / n).is_file()), None)
-    if meta.get("finished") is not False or video is None or not index.is_file():
-        raise DriveError(str(error)) from None
-    timestamps: list[tuple[int, int]] = []
-    for line_no, line in enumerate(_complete_lines(index), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            entry, pts, mono = int(record["index"]), int(record["pts_ns"]), int(record["monotonic_ns"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise DriveError(
-                f"{index}:{line_no}: expected {{'index', 'pts_ns', 'monotonic_ns'}} ({exc})"
-            ) from None
-        if entry != len(timestamps):
-            raise DriveError(f"{index}:{line_no}: index {entry}, expected {len(timestamps)}")
-        timestamps.append((pts, mono))
-    return RecordedDrive(folder, video, timestamps, meta)
 
 
 def read_frames(drive: RecordedDrive) -> list[np.ndarray]:

@@ -23,7 +23,12 @@ class RecordedDrive:
 
 
 def load_drive(folder: str | Path) -> RecordedDrive:
-    """Read a drive folder; errors name the file and line at fault."""
+    """Read a drive folder; errors name the file and line at fault.
+
+    A recording that never finished (``"finished": false`` in meta.json: cut by a crash, SIGKILL
+    or power loss) may end its index in a torn line or a tail of NUL bytes (the file length was
+    committed, its data not); that tail is dropped. A finished recording is read strictly.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise SourceOpenError(f"drive://{folder}: no such folder")
@@ -33,8 +38,19 @@ def load_drive(folder: str | Path) -> RecordedDrive:
     frames_path = folder / "frames.jsonl"
     if not frames_path.is_file():
         raise SourceOpenError(f"{folder}: a recorded drive needs frames.jsonl")
+    meta_path = folder / "meta.json"
+    meta: dict[str, Any] = {}
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise SourceOpenError(f"{meta_path}: not valid JSON ({exc})") from None
+    if meta.get("finished") is False:
+        lines = _complete_lines(frames_path)
+    else:
+        lines = frames_path.read_text(encoding="utf-8").splitlines()
     timestamps: list[tuple[int, int]] = []
-    for line_no, line in enumerate(frames_path.read_text(encoding="utf-8").splitlines(), 1):
+    for line_no, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
@@ -47,11 +63,17 @@ def load_drive(folder: str | Path) -> RecordedDrive:
         if index != len(timestamps):
             raise SourceOpenError(f"{frames_path}:{line_no}: index {index}, expected {len(timestamps)}")
         timestamps.append((pts, mono))
-    meta_path = folder / "meta.json"
-    meta: dict[str, Any] = {}
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise SourceOpenError(f"{meta_path}: not valid JSON ({exc})") from None
     return RecordedDrive(folder, video, timestamps, meta)
+
+
+def _complete_lines(path: Path) -> list[str]:
+    """The lines of an unfinished ``frames.jsonl`` that reached the disk whole."""
+    lines = path.read_bytes().rstrip(b"\0").decode("utf-8", errors="replace").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if lines:
+        try:
+            json.loads(lines[-1])
+        except json.JSONDecodeError:
+            lines.pop()
+    return lines

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Train the shipped stop-sign model from random initialisation, resumably.
+# Train the stop-sign model from random initialisation on this machine (CPU or GPU), resumably.
 #   recipes/shipped_model/train.sh OUT_DIR [extra edge-train flags]
+# The defaults (320 px, 12 epochs) are the 2-core-CPU schedule; the shipped model came from
+# train_gpu.sh on a lent GPU (416 px, docs/model.md); IMG=416 EPOCHS=50 BATCH=64 SYNTH_N=6000 is the
+# same recipe for a GPU on this machine.
 # Needs ../shared/data (the real photos) and the project's .venv. Re-running it resumes the run in
 # OUT_DIR/runs/shipped from its last checkpoint. The validation split is the committed
 # val_real.txt (seed 0): it is never trained on.

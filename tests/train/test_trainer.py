@@ -136,3 +136,21 @@ def test_time_budget_cuts_the_epoch_count(tmp_path: Path, draw_data, capsys) -> 
     assert [r["epoch"] for r in rows] == [1]
     state = json.loads((tmp_path / "runs" / "b" / "weights" / "last" / "train_state.json").read_text())
     assert state["config"]["schedule"]["epochs"] == 1  # a resume sees the fitted schedule as done
+
+
+@pytest.mark.slow
+def test_val_command_takes_a_fixed_threshold(smoke_run: tuple[Path, Path], tmp_path: Path, capsys) -> None:
+    run, data = smoke_run
+    ckpt = tmp_path / "best"
+    shutil.copytree(run / "weights" / "best", ckpt)
+    argv = ["val", "--weights", str(ckpt), "--data", str(data), "--device", "cpu", "--workers", "0"]
+    assert main([*argv, "--project", str(tmp_path / "val"), "--threshold", "0.5"]) == 0
+    spec = load_checkpoint(ckpt).spec
+    assert spec.operating_threshold == 0.5
+    assert spec.metrics["operating_threshold_rule"] == "fixed"
+    assert spec.metrics["operating_point"]["conf"] == 0.5
+    assert {role["threshold"] for role in spec.metrics["negatives"].values()} == {0.5}
+    for bad in ("1.5", "0", "f2"):
+        with pytest.raises(SystemExit):
+            main([*argv, "--threshold", bad])
+        assert "--threshold" in capsys.readouterr().err

@@ -17,6 +17,8 @@ from stopsign.edge.replay.expected import Tolerance, compare, to_lines
 from stopsign.edge.replay.metrics import drive_metrics
 from stopsign.edge.replay.pytest_plugin import check_drive
 from stopsign.edge.replay.runner import FrameRecord, ReplayResult, replay
+from stopsign.edge.sources.base import SourceOpenError
+from stopsign.edge.sources.drive import load_drive
 from stopsign.edge.spec import ModelSpec
 from stopsign.export.onnx_export import export_onnx
 from stopsign.train.checkpoint import spec_for_model
@@ -165,8 +167,11 @@ def test_torn_index_tail(tmp_path: Path, tail: bytes, finished: bool, frames: in
     if frames is None:
         with pytest.raises(DriveError, match="frames.jsonl:5"):
             open_drive(drive)
+        with pytest.raises(SourceOpenError, match="frames.jsonl:5"):
+            load_drive(drive)  # the drive:// source reads the index the same way
     else:
         assert len(read_frames(open_drive(drive))) == frames
+        assert len(load_drive(drive).timestamps) == frames
 
 
 def test_video_shorter_than_its_index(tmp_path: Path) -> None:
