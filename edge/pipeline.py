@@ -112,7 +112,18 @@ class BackendSupervisor:
         self.reinits = 0
         self._fresh = False  # re-initialised and not yet succeeded
 
+    @property
+    def frame_path(self) -> bool:
+        """The current backend takes whole frames (see ``Backend.frame_path``)."""
+        return self.backend.frame_path
+
+    @property
+    def output_suppressed(self) -> bool:
+        """The current backend's output has been through NMS already (``Backend.output_suppressed``)."""
+        return self.backend.output_suppressed
+
     def infer(self, batch: np.ndarray) -> np.ndarray | None:
+        """Raw model output, or None after a failure (counted; may re-initialise the backend)."""
         try:
             raw = self.backend.infer(batch)
         except Exception as exc:  # CUDA / ONNX Runtime / TensorRT raise their own types
@@ -120,6 +131,16 @@ class BackendSupervisor:
             return None
         self.consecutive, self._fresh = 0, False
         return raw
+
+    def detect(self, image: np.ndarray, conf: float, iou: float) -> Detections | None:
+        """Final detections of a whole frame (frame-path backends), or None after a failure."""
+        try:
+            detections = self.backend.detect(image, conf, iou)
+        except Exception as exc:  # as in infer: the runtime's own exception types
+            self._failed(exc)
+            return None
+        self.consecutive, self._fresh = 0, False
+        return detections
 
     def _failed(self, exc: Exception) -> None:
         self.consecutive += 1
@@ -251,19 +272,31 @@ class DetectionLoop:
             if verdict.reject is not None:
                 self._reject(frame, verdict.reject, timings, t0)
                 return
-        network_input, transform = self._pre(frame.image)
-        t1 = self._clock()
-        raw = self.backend.infer(network_input)
-        t2 = self._clock()
-        detections: Detections | None = None
+        detections: Detections | None
+        if self.backend.frame_path:
+            # Letterbox, model and NMS in one device call: it all counts as infer.
+            t1 = t0
+            detections = self.backend.detect(frame.image, self.config.conf, self._iou)
+            t2 = t3 = self._clock()
+        else:
+            network_input, transform = self._pre(frame.image)
+            t1 = self._clock()
+            raw = self.backend.infer(network_input)
+            t2 = self._clock()
+            suppressed = self.backend.output_suppressed
+            detections = (
+                None
+                if raw is None
+                else decode_yolov5(raw, self.config.conf, self._iou, transform, nms_done=suppressed)
+            )
+            t3 = self._clock()
         events: Any = None
-        t3 = t4 = t2
-        if raw is None:
+        t4 = t3
+        if detections is None:
             self._health.backend_errors += 1
             self.summary.backend_errors += 1
+            t3 = t4 = t2
         else:
-            detections = decode_yolov5(raw, self.config.conf, self._iou, transform)
-            t3 = self._clock()
             if self.tracker is not None:
                 events = self.tracker.update(detections, frame.index, timestamp)
             t4 = self._clock()

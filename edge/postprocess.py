@@ -119,11 +119,14 @@ def decode_yolov5(
     transform: LetterboxTransform | None = None,
     max_candidates: int = 4096,
     max_detections: int = 300,
+    nms_done: bool = False,
 ) -> Detections:
     """Raw head of one image (n, 5 + nc) -> Detections after class-aware NMS.
 
     Score is objectness x best class probability (one label per box, as YOLOv5's default).
     Boxes are mapped to source pixels with ``transform`` when given, else left in input pixels.
+    ``nms_done``: the rows were already suppressed (an EfficientNMS_TRT engine): only the
+    confidence floor and the ``max_detections`` best are applied.
     """
     if raw.ndim == 3:
         if raw.shape[0] != 1:
@@ -146,7 +149,10 @@ def decode_yolov5(
         top = np.argpartition(-score, max_candidates)[:max_candidates]
         rows, class_id, score = rows[top], class_id[top], score[top]
     xyxy = xywh_to_xyxy(rows[:, :4])
-    keep = nms(xyxy, score, iou_threshold, class_id, max_keep=max_detections)
+    if nms_done:
+        keep = np.argsort(-score, kind="stable")[:max_detections]
+    else:
+        keep = nms(xyxy, score, iou_threshold, class_id, max_keep=max_detections)
     xyxy = xyxy[keep]
     if transform is not None:
         transform.to_source(xyxy)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from stopsign.edge.detections import Detections
 from stopsign.edge.spec import ModelSpec
 
 # name -> "module:Class", in the order ``auto`` prefers them. Modules of other issues may be absent.
@@ -57,10 +58,15 @@ class Backend(ABC):
     ``output_suppressed`` is True when ``infer`` returns boxes the model already suppressed
     (a TensorRT engine with EfficientNMS_TRT): the rows still decode with ``decode_yolov5``, and a
     caller may skip host NMS for them.
+
+    ``frame_path`` is True when :meth:`detect` takes a whole frame through letterbox, inference and
+    NMS on the model's device and returns only the final boxes; the detection loop then calls it
+    instead of its host preprocess + ``infer`` + decode.
     """
 
     name: str = ""
     output_suppressed: bool = False
+    frame_path: bool = False
 
     @classmethod
     @abstractmethod
@@ -74,6 +80,10 @@ class Backend(ABC):
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """(1, 3, H, W) float32 network input -> raw output (1, N, 5 + nc) float32."""
+
+    def detect(self, image: np.ndarray, conf: float, iou: float) -> Detections:
+        """HxWx3 uint8 BGR frame -> Detections in source pixels (backends with ``frame_path``)."""
+        raise BackendError(f"{self.name} backend has no on-device frame path (frame_path is False)")
 
     def describe(self) -> dict[str, Any]:
         """What runs the model (for the start-up line and heartbeats)."""

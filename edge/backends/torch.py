@@ -78,6 +78,9 @@ class TorchBackend(Backend):
         if options.threads:
             torch.set_num_threads(options.threads)
         self._device = torch.device("cuda" if cuda else "cpu")
+        # On CUDA the loop hands whole frames to detect(): letterbox, model and NMS stay on the GPU
+        # and only the final boxes come back. On the CPU the host path is as fast, and the reference.
+        self.frame_path = cuda
         half = cuda if self.half is None else self.half and cuda
         self._dtype = torch.float16 if half else torch.float32
         if cuda and not half:

@@ -80,7 +80,8 @@ def replay(
         while index < len(images):
             timestamp = drive.timestamps[index][1]
             network_input, transform = preprocess(images[index])
-            detections = decode_yolov5(runner.infer(network_input), conf, spec.nms_iou, transform)
+            raw = runner.infer(network_input)
+            detections = decode_yolov5(raw, conf, spec.nms_iou, transform, nms_done=runner.output_suppressed)
             events = tracker.update(detections, index, timestamp)
             result.events += [e.to_dict() for e in events]
             tracks = [

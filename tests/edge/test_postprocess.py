@@ -152,3 +152,14 @@ def test_nms_max_keep_takes_the_first_kept_boxes(max_keep: int | None, expected:
     boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [50, 50, 60, 60]], np.float32)
     scores = np.array([0.9, 0.8, 0.7], np.float32)
     assert nms(boxes, scores, 0.5, max_keep=max_keep).tolist() == expected
+
+
+def test_decode_of_already_suppressed_rows_keeps_overlaps() -> None:
+    """An EfficientNMS engine's rows: no second NMS, only the floor and the best max_detections."""
+    raw = np.array(
+        [[50, 50, 20, 20, 0.9, 1.0], [51, 50, 20, 20, 0.8, 1.0], [50, 50, 20, 20, 0.1, 1.0]], np.float32
+    )
+    assert len(decode_yolov5(raw, 0.25, 0.45)) == 1
+    kept = decode_yolov5(raw, 0.25, 0.45, nms_done=True)
+    assert kept.score.tolist() == pytest.approx([0.9, 0.8])
+    assert len(decode_yolov5(raw, 0.25, 0.45, nms_done=True, max_detections=1)) == 1
