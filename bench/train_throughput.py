@@ -1,4 +1,4 @@
-"""Training throughput: images/s of forward + loss + backward + optimizer step.
+"""Training throughput: images/s of forward + loss + backward + optimizer step + EMA update.
 
     python bench/train_throughput.py                       # yolov5n and custom_yolov5s, 416 px, batch 16
     python bench/train_throughput.py --models yolov5n --iters 5 --devices cpu
@@ -17,6 +17,7 @@ import time
 import torch
 
 from stopsign.train.config import Hyp
+from stopsign.train.ema import ModelEMA
 from stopsign.train.loss import YoloLoss
 from stopsign.train.model import build_model
 from stopsign.train.optim import build_optimizer
@@ -37,6 +38,7 @@ def measure(cfg: str, device: torch.device, img: int, batch: int, warmup: int, i
     hyp = Hyp()
     loss_fn = YoloLoss.for_model(model, hyp, img)
     optimizer = build_optimizer(model, "SGD", hyp, hyp.weight_decay)
+    ema = ModelEMA(model)
     amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     generator = torch.Generator().manual_seed(0)
@@ -50,6 +52,7 @@ def measure(cfg: str, device: torch.device, img: int, batch: int, warmup: int, i
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
+        ema.update(model)  # every step, as edge-train does by default
 
     for _ in range(warmup):
         step()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,9 @@ from stopsign.train.model.yolo import YoloModel
 from stopsign.train.plots import plot_f1_curve, plot_pr_curve
 from stopsign.train.run_log import RunLog
 from stopsign.train.weights import build_initial_model
+
+# Batches between reads of the running loss (each read waits for the device to finish).
+SYNC_EVERY = 10
 
 # The time budget may grow the epoch count only over this many first epochs (see _fit_schedule_to_budget).
 FIT_BUDGET_EPOCHS = 5
@@ -321,7 +323,6 @@ class Trainer:
                     module.eval()
         self.train_loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
         batches = len(self.train_loader)
-        mean_loss = np.zeros(3)
         factor = self.lr_factor(epoch)
         bar = tqdm(
             self.train_loader,
@@ -332,6 +333,10 @@ class Trainer:
         )
         self.optimizer.zero_grad()
         data_wait = 0.0
+        # Loss items are summed on the device and read back every SYNC_EVERY batches: a read is a
+        # host-device sync, and one per batch keeps the CPU from queueing the next step's kernels.
+        loss_sum = torch.zeros(3, device=self.device)
+        mean_loss = np.zeros(3)
         asked = time.perf_counter()
         for i, (images, targets, _) in enumerate(bar):
             data_wait += time.perf_counter() - asked
@@ -351,19 +356,21 @@ class Trainer:
             if iteration - self.last_step >= accumulate:
                 self._step()
                 self.last_step = iteration
-            mean_loss = (mean_loss * i + items.cpu().numpy()) / (i + 1)
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise TrainError(
-                    f"epoch {epoch + 1} batch {i}: loss is {loss_value} (diverged); "
-                    "roll back with --resume RUN/weights/epoch_N"
+            loss_sum += items
+            if (i + 1) % SYNC_EVERY == 0 or i + 1 == batches:
+                mean_loss = loss_sum.cpu().numpy() / (i + 1)
+                if not np.isfinite(mean_loss).all():
+                    raise TrainError(
+                        f"epoch {epoch + 1}, batches {max(0, i + 1 - SYNC_EVERY)}-{i}: loss is not finite "
+                        f"(box/obj/cls mean {mean_loss.tolist()}: diverged); roll back with --resume "
+                        "RUN/weights/epoch_N"
+                    )
+                bar.set_postfix(
+                    box=f"{mean_loss[0]:.4f}",
+                    obj=f"{mean_loss[1]:.4f}",
+                    cls=f"{mean_loss[2]:.4f}",
+                    labels=len(targets),
                 )
-            bar.set_postfix(
-                box=f"{mean_loss[0]:.4f}",
-                obj=f"{mean_loss[1]:.4f}",
-                cls=f"{mean_loss[2]:.4f}",
-                labels=len(targets),
-            )
             asked = time.perf_counter()
         return mean_loss, data_wait
 
