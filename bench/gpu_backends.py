@@ -172,6 +172,9 @@ def torch_variant(args: argparse.Namespace, spec: Any, frames: list, half: bool,
             "e2e_over_model_p50": round(float(np.median(gpu_e2e) / np.median(model)), 3),
             "agreement_model_path": compare(reference, host_dets, None if half else args.fp32_tol),
             "agreement_gpu_path": compare(reference, gpu_dets, None) | {"gated": False},
+            # Frames the GPU path decoded the dynamic way (the fixed-shape decode in the graph was full).
+            "fixed_decode_fallbacks": backend.fixed_decode_fallbacks,
+            "frame_graph_error": backend.frame_graph_error,
         }  # fmt: skip
     finally:
         backend.close()

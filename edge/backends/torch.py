@@ -19,6 +19,7 @@ Two ways in:
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from stopsign.edge.letterbox import compute_transform
 from stopsign.edge.spec import ModelSpec
 
 WARMUP_RUNS = 3
+MAX_DETECTIONS = 300  # as decode_yolov5's default
 
 
 class TorchBackend(Backend):
@@ -50,6 +52,11 @@ class TorchBackend(Backend):
         self._output: Any = None
         self._graph: Any = None
         self._frames: dict[tuple[int, int], _FramePath] = {}  # per source (h, w)
+        self._conf_t: Any = None  # detect()'s thresholds as device scalars (read by its graphs)
+        self._iou_t: Any = None
+        self._thresholds: tuple[float, float] | None = None
+        self.fixed_decode_fallbacks = 0  # frames detect() had to decode the dynamic way
+        self.frame_graph_error = ""  # why detect() could not be captured as a CUDA graph, if so
         self._torchvision = False
         self.spec: ModelSpec | None = None
 
@@ -93,6 +100,9 @@ class TorchBackend(Backend):
         self.spec = spec or checkpoint.spec
         h, w = self.spec.input_size
         self._input = torch.zeros((1, 3, h, w), device=self._device, dtype=self._dtype)
+        self._conf_t = torch.zeros((), device=self._device)
+        self._iou_t = torch.zeros((), device=self._device)
+        self._thresholds = None
         with torch.inference_mode():
             for _ in range(WARMUP_RUNS):
                 self._output = self._model(self._input)
@@ -155,10 +165,13 @@ class TorchBackend(Backend):
 
         ``iou`` defaults to the ModelSpec's ``nms_iou``. Same rules as letterbox + ``infer`` +
         ``decode_yolov5``; boxes differ from that host path only by the letterbox's uint8 rounding.
+        Letterbox, model and a fixed-shape decode + NMS (``torch_ops.decode_fixed``) run as one
+        CUDA graph and come back in one copy; a frame the fixed decode cannot hold (more boxes over
+        the floor than it has room for, a long suppression chain) is decoded the dynamic way.
         """
         import torch
 
-        from stopsign.edge.backends.torch_ops import decode
+        from stopsign.edge.backends.torch_ops import decode, unpack_fixed
 
         if self._model is None or self.spec is None:
             raise BackendError("torch backend: detect() before load()")
@@ -166,29 +179,39 @@ class TorchBackend(Backend):
             raise BackendError(
                 f"torch backend: detect() takes an HxWx3 uint8 image, got {image.shape} {image.dtype}"
             )
+        iou = self.spec.nms_iou if iou is None else iou
         path = self._frames.get(image.shape[:2]) or self._frame_path(image.shape[:2])
         with torch.inference_mode():
+            if (conf, iou) != self._thresholds:  # the graph reads these device scalars
+                self._conf_t.fill_(conf)
+                self._iou_t.fill_(iou)
+                self._thresholds = (conf, iou)
             path.host_view[...] = image  # into pinned memory: the copy below is a true async DMA
             path.device_frame.copy_(path.host_frame, non_blocking=True)
             if path.graph is not None:
                 path.graph.replay()
             else:
                 path.output = path.step()
-            xyxy, score, class_id = decode(
-                path.output[0],
-                conf,
-                self.spec.nms_iou if iou is None else iou,
-                use_torchvision=self._torchvision,
-            )
-            packed = torch.cat([xyxy, score[:, None], class_id[:, None].float()], dim=1).cpu().numpy()
-        boxes = np.ascontiguousarray(packed[:, :4])
+            fixed = unpack_fixed(path.output[1].cpu().numpy(), MAX_DETECTIONS)
+            if fixed is None:
+                self.fixed_decode_fallbacks += 1
+                xyxy, score, class_id = decode(
+                    path.output[0][0], conf, iou, use_torchvision=self._torchvision
+                )
+                packed = torch.cat([xyxy, score[:, None], class_id[:, None].float()], dim=1).cpu().numpy()
+                fixed = (
+                    np.ascontiguousarray(packed[:, :4]),
+                    packed[:, 4].copy(),
+                    packed[:, 5].astype(np.int64),
+                )
+        boxes, scores, classes = fixed
         path.transform.to_source(boxes)
-        return Detections(boxes, packed[:, 4].copy(), packed[:, 5].astype(np.int64))
+        return Detections(boxes, scores, classes)
 
     def _frame_path(self, source_hw: tuple[int, int]) -> _FramePath:
         import torch
 
-        from stopsign.edge.backends.torch_ops import Placement, fill_padding, letterbox_into
+        from stopsign.edge.backends.torch_ops import Placement, decode_fixed, fill_padding, letterbox_into
 
         assert self.spec is not None
         transform, (new_h, new_w) = compute_transform(source_hw, self.spec.input_size)
@@ -203,12 +226,23 @@ class TorchBackend(Backend):
 
         def step() -> Any:
             letterbox_into(device_frame, network_input, place, scale, rgb)
-            return self._model(network_input)
+            raw = self._model(network_input)
+            return raw, decode_fixed(raw[0], self._conf_t, self._iou_t)
 
         path = _FramePath(host, host.numpy(), device_frame, transform, step)
         if cuda and self.use_cuda_graph:
-            with torch.inference_mode():
-                path.graph, path.output = self._capture(step)
+            try:
+                with torch.inference_mode():
+                    path.graph, path.output = self._capture(step)
+            except RuntimeError as exc:  # a kernel this torch build cannot capture: run eagerly, say so
+                self.frame_graph_error = f"{type(exc).__name__}: {exc}"[:300]
+                logging.getLogger(__name__).warning(
+                    "torch backend: detect() runs without a CUDA graph for %sx%s frames (%s)",
+                    source_hw[1],
+                    source_hw[0],
+                    self.frame_graph_error,
+                )
+                path.graph = None
         self._frames[source_hw] = path
         return path
 
@@ -219,6 +253,8 @@ class TorchBackend(Backend):
             "precision": "fp16" if self._dtype is not None and "16" in str(self._dtype) else "fp32",
             "cuda_graph": self._graph is not None,
             "nms": "torchvision" if self._torchvision else "torch",
+            "frame_path": self.frame_path,
+            **({"frame_graph_error": self.frame_graph_error} if self.frame_graph_error else {}),
         }
 
     def close(self) -> None:
@@ -235,4 +271,5 @@ class _FramePath:
         self.host_frame, self.host_view, self.device_frame = host_frame, host_view, device_frame
         self.transform, self.step = transform, step
         self.graph: Any = None
-        self.output: Any = None  # the raw head (1, N, 5 + nc) on the device, rewritten per frame
+        # (raw head (1, N, 5 + nc), decode_fixed's packed rows) on the device, rewritten per frame
+        self.output: Any = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -131,3 +132,65 @@ def decode(
     xyxy = torch.cat([rows[:, :2] - half, rows[:, :2] + half], dim=1)
     keep = batched_nms(xyxy, score, iou_threshold, class_id, use_torchvision)[:max_detections]
     return xyxy[keep], score[keep], class_id[keep]
+
+
+# --- fixed-shape decode: capturable in a CUDA graph -------------------------------------------
+
+FIXED_CANDIDATES = 256  # boxes over the floor that the fixed decode can hold; more -> fallback
+FIXED_NMS_ROUNDS = 8  # fixed-point rounds; a longer suppression chain -> fallback
+
+
+def decode_fixed(
+    raw: torch.Tensor,
+    conf: torch.Tensor,
+    iou: torch.Tensor,
+    candidates: int = FIXED_CANDIDATES,
+    rounds: int = FIXED_NMS_ROUNDS,
+) -> torch.Tensor:
+    """Decode + class-aware NMS with shapes that never depend on the data, so that it can be
+    captured in a CUDA graph with the model and read back with one copy.
+
+    ``raw``: one image's head (n, 5 + nc); ``conf``, ``iou``: 0-d tensors on its device (a
+    captured graph reads their current values). Returns (candidates + 1, 7) float32: rows
+    ``x1 y1 x2 y2 score class kept`` in descending score order (ties by row index, as
+    :func:`stopsign.edge.postprocess.decode_yolov5`), then ``[passing, converged, 0...]``:
+    ``passing`` boxes were over the floor, ``converged`` is 1 when the greedy fixed point was
+    reached. The result equals decode_yolov5's when ``passing <= candidates`` and ``converged``;
+    otherwise the caller must decode ``raw`` the dynamic way (:func:`decode`).
+    """
+    raw = raw.float()
+    class_prob, class_id = raw[:, 5:].max(dim=1)
+    score = raw[:, 4] * class_prob
+    over = (raw[:, 4] > conf) & (score > conf)
+    ranked = torch.where(over, score, torch.full_like(score, -1.0))
+    order = torch.sort(ranked, descending=True, stable=True).indices[:candidates]
+    rows, top_score, top_class = raw[order], ranked[order], class_id[order].float()
+    valid = top_score > conf
+    half = rows[:, 2:4] / 2
+    xyxy = torch.cat([rows[:, :2] - half, rows[:, :2] + half], dim=1)
+    shifted = xyxy + (top_class * CLASS_OFFSET)[:, None]
+    pair = valid[:, None] & valid[None, :]
+    suppresses = torch.triu((box_iou(shifted, shifted) > iou) & pair, diagonal=1)
+    keep = valid
+    previous = keep
+    for _ in range(rounds):
+        previous, keep = keep, valid & ~(suppresses & keep[:, None]).any(dim=0)
+    out = torch.zeros((len(order) + 1, 7), dtype=torch.float32, device=raw.device)
+    out[:-1, :4] = xyxy
+    out[:-1, 4] = top_score
+    out[:-1, 5] = top_class
+    out[:-1, 6] = keep.float()
+    out[-1, 0] = over.sum().float()
+    out[-1, 1] = (previous == keep).all().float()  # no host sync: torch.equal would read it back
+    return out
+
+
+def unpack_fixed(packed: np.ndarray, max_detections: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Host side of :func:`decode_fixed`: (xyxy (k, 4), score (k,), class (k,) int64) of the kept
+    rows, best first and at most ``max_detections``; None when the fixed decode cannot stand for
+    the dynamic one (more boxes over the floor than it holds, or NMS not converged)."""
+    passing, converged = packed[-1, 0], packed[-1, 1]
+    if passing > len(packed) - 1 or converged < 0.5:
+        return None
+    rows = packed[:-1][packed[:-1, 6] > 0.5][:max_detections]
+    return np.ascontiguousarray(rows[:, :4]), rows[:, 4].copy(), rows[:, 5].astype(np.int64)

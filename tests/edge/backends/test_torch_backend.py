@@ -95,3 +95,22 @@ def test_wrong_inputs_are_named(checkpoint_and_onnx: tuple[Path, Path], tmp_path
     backend.load(checkpoint_and_onnx[0], None, BackendOptions(device="cpu"))
     with pytest.raises(BackendError, match="input shape"):
         backend.infer(np.zeros((1, 3, 64, 64), np.float32))
+
+
+def test_detect_falls_back_to_the_dynamic_decode_when_the_fixed_one_is_full(
+    cpu_backend: TorchBackend,
+) -> None:
+    """With the floor at 0 every box passes: more than the fixed decode holds, so detect() decodes
+    the dynamic way, and still gives what the host path gives."""
+    backend = cpu_backend
+    spec = backend.spec
+    assert spec is not None
+    image = np.random.default_rng(2).integers(0, 256, (160, 160, 3), dtype=np.uint8)
+    letterboxed, transform = letterbox(image, spec.input_size, spec.pad_value)
+    raw = backend.infer(to_network_input(letterboxed, spec.scale, spec.color_order == "RGB"))
+    expected = decode_yolov5(raw, 0.0, spec.nms_iou, transform)
+    before = backend.fixed_decode_fallbacks
+    got = backend.detect(image, 0.0)
+    assert backend.fixed_decode_fallbacks == before + 1
+    assert len(got) == len(expected) > 256
+    np.testing.assert_allclose(np.sort(got.score), np.sort(expected.score), atol=1e-5)

@@ -68,3 +68,52 @@ def test_letterbox_into_matches_letterbox(source_hw: tuple[int, int], input_hw: 
         assert error.max() < 1e-6
     else:  # cv2 rounds its bilinear result to uint8 (and uses 11-bit fixed-point weights)
         assert error.max() <= 1.01 / 255 and error.mean() < 0.3 / 255
+
+
+def _fixed(raw: np.ndarray, conf: float, iou: float, candidates: int = 256, rounds: int = 8):
+    packed = torch_ops.decode_fixed(
+        torch.from_numpy(raw), torch.tensor(conf), torch.tensor(iou), candidates, rounds
+    )
+    return torch_ops.unpack_fixed(packed.numpy(), max_detections=300)
+
+
+@pytest.mark.parametrize(
+    ("n", "nc", "conf", "seed", "quantised"),
+    [
+        (2000, 1, 0.9, 0, False),  # ~10% over the floor: fits in 256
+        (2000, 3, 0.95, 1, False),
+        (500, 1, 0.8, 2, True),  # scores rounded to 2 decimals: ties broken by row index
+        (10, 1, 0.25, 3, False),  # fewer rows than candidates
+        (2000, 1, 0.999, 4, False),  # nothing over the floor
+    ],
+)
+def test_fixed_decode_equals_decode_yolov5(n: int, nc: int, conf: float, seed: int, quantised: bool) -> None:
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 200, (n, 2))
+    probs = rng.random((n, 1 + nc))
+    if quantised:
+        probs = np.round(probs, 1)
+    raw = np.concatenate([xy, rng.uniform(4, 80, (n, 2)), probs], 1).astype(np.float32)
+    expected = decode_yolov5(raw, conf, 0.45)
+    got = _fixed(raw, conf, 0.45)
+    assert got is not None
+    xyxy, score, class_id = got
+    # Same boxes in the same order (descending score, ties by index), not just the same set.
+    np.testing.assert_allclose(xyxy, expected.xyxy, atol=1e-4)
+    np.testing.assert_allclose(score, expected.score, atol=1e-6)
+    assert class_id.tolist() == expected.class_id.tolist()
+
+
+def test_fixed_decode_says_when_it_cannot_stand_in() -> None:
+    rng = np.random.default_rng(5)
+    crowded = np.concatenate(
+        [rng.uniform(0, 200, (600, 2)), rng.uniform(4, 80, (600, 2)), np.ones((600, 2))], 1
+    ).astype(np.float32)
+    assert _fixed(crowded, 0.5, 0.45) is None  # 600 boxes over the floor, room for 256
+    # A chain: each box overlaps the next (IoU ~0.6) and scores fall along it, so greedy keeps
+    # every other box and the fixed point needs as many rounds as the chain is long.
+    chain = np.array([[10 + 2.5 * i, 50, 10, 10, 1 - 0.01 * i, 1] for i in range(20)], np.float32)
+    assert _fixed(chain, 0.1, 0.45, rounds=4) is None
+    converged = _fixed(chain, 0.1, 0.45, rounds=32)
+    assert converged is not None
+    assert converged[1].tolist() == pytest.approx(decode_yolov5(chain, 0.1, 0.45).score.tolist())
