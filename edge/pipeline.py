@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -96,6 +96,9 @@ class Preprocessor:
         return self.network_input, transform
 
 
+T = TypeVar("T")
+
+
 class BackendSupervisor:
     """Runs inference; counts failures; re-initialises the backend after too many in a row.
 
@@ -124,23 +127,20 @@ class BackendSupervisor:
 
     def infer(self, batch: np.ndarray) -> np.ndarray | None:
         """Raw model output, or None after a failure (counted; may re-initialise the backend)."""
+        return self._guarded(lambda: self.backend.infer(batch))
+
+    def detect(self, image: np.ndarray, conf: float, iou: float) -> Detections | None:
+        """Final detections of a whole frame (frame-path backends), or None after a failure."""
+        return self._guarded(lambda: self.backend.detect(image, conf, iou))
+
+    def _guarded(self, call: Callable[[], T]) -> T | None:
         try:
-            raw = self.backend.infer(batch)
+            result = call()
         except Exception as exc:  # CUDA / ONNX Runtime / TensorRT raise their own types
             self._failed(exc)
             return None
         self.consecutive, self._fresh = 0, False
-        return raw
-
-    def detect(self, image: np.ndarray, conf: float, iou: float) -> Detections | None:
-        """Final detections of a whole frame (frame-path backends), or None after a failure."""
-        try:
-            detections = self.backend.detect(image, conf, iou)
-        except Exception as exc:  # as in infer: the runtime's own exception types
-            self._failed(exc)
-            return None
-        self.consecutive, self._fresh = 0, False
-        return detections
+        return result
 
     def _failed(self, exc: Exception) -> None:
         self.consecutive += 1
