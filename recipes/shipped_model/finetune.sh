@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Second stage of the shipped model: 6 epochs on whole images (mosaic off) at a low learning rate,
+# from the GPU run's checkpoint, on this machine's CPU (~230 s/epoch on 2 cores).
+#   recipes/shipped_model/finetune.sh DATA CHECKPOINT OUT_DIR
+# DATA: the dataset train.sh prepares (data/shipped: real + synthetic, val = the committed real
+# split). Trains on all real training images and every third synthetic one (2,560 images).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+data=$(cd "${1:?usage: finetune.sh DATA CHECKPOINT OUT_DIR}" && pwd)
+checkpoint=${2:?usage: finetune.sh DATA CHECKPOINT OUT_DIR}
+out=${3:?usage: finetune.sh DATA CHECKPOINT OUT_DIR}
+bin=${VENV_BIN:-$root/.venv/bin}
+(grep -v '^images/synth' "$data/train.txt"; grep '^images/synth' "$data/train.txt" | awk 'NR % 3 == 1') > "$data/ft_train.txt"
+printf 'path: .\ntrain: ft_train.txt\nval: val.txt\nnc: 1\nnames:\n- stop_sign\n' > "$data/ft.yaml"
+exec "$bin/edge-train" train --data "$data/ft.yaml" --weights "$checkpoint" --cfg '' --img 416 --batch 32 --epochs 6 \
+  --cos-lr --hyp "$here/hyp_finetune.yaml" --cache ram --workers 2 --seed 1 --patience 0 --device "${DEVICE:-cpu}" \
+  --project "$out" --name ft --exist-ok
