@@ -355,3 +355,35 @@ def test_sigterm_stops_cleanly(tiny_onnx: Path, tmp_path: Path) -> None:
     events = read_jsonl(events_path)
     assert events[-1]["event"] == "stopped" and events[-1]["reason"] == "signal"
     assert "[health] fps" in err
+
+
+class AlreadySuppressed(OnnxRuntimeBackend):
+    """Real ONNX Runtime loading, then the output of an EfficientNMS engine: two overlapping boxes
+    that the engine decided to keep (``output_suppressed``), which host NMS would merge."""
+
+    def __init__(self, suppressed: bool) -> None:
+        super().__init__()
+        self.output_suppressed = suppressed
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        h, w = batch.shape[2:]
+        raw = np.zeros((1, 2, 6), np.float32)
+        raw[0, :, :4] = [[w / 2, h / 2, w / 4, h / 4], [w / 2 + 1, h / 2, w / 4, h / 4]]
+        raw[0, :, 4], raw[0, :, 5] = [0.9, 0.8], 1.0
+        return raw
+
+
+@pytest.mark.parametrize(("suppressed", "boxes"), [(True, 2), (False, 1)])
+def test_engine_nms_output_skips_host_nms(
+    tiny_onnx: Path, tmp_path: Path, suppressed: bool, boxes: int
+) -> None:
+    config = DetectConfig(
+        source="test://?size=64x48&live=0&num-buffers=3",
+        model=str(tiny_onnx),
+        events=str(tmp_path / "e.jsonl"),
+        detections=str(tmp_path / "d.jsonl"),
+        health=False,
+    )
+    assert run_detect(config, threading.Event(), factory_of(lambda: AlreadySuppressed(suppressed), [])) == 0
+    dets = read_jsonl(tmp_path / "d.jsonl")
+    assert [len(d["detections"]) for d in dets] == [boxes] * 3
