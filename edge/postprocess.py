@@ -35,6 +35,8 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # greedy row by row, which touches only the kept boxes' rows and stops at ``max_keep``.
 MATRIX_NMS_MAX_BOXES = 512
 
+MAX_DETECTIONS = 300  # boxes kept per image after NMS (YOLOv5's max_det)
+
 
 def nms(
     boxes: np.ndarray,
@@ -118,7 +120,7 @@ def decode_yolov5(
     iou_threshold: float = 0.45,
     transform: LetterboxTransform | None = None,
     max_candidates: int = 4096,
-    max_detections: int = 300,
+    max_detections: int = MAX_DETECTIONS,
     nms_done: bool = False,
 ) -> Detections:
     """Raw head of one image (n, 5 + nc) -> Detections after class-aware NMS.

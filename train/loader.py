@@ -6,8 +6,8 @@ exactly what an uninterrupted run would have seen. Shuffling is seeded by ``seed
 same rule as ``DistributedSampler``, which replaces :class:`EpochShuffleSampler` under DDP).
 
 The loader's sampler hands out ``(epoch, index)`` keys (:class:`EpochKeyedSampler`), so the epoch
-travels with each request and worker processes can live for the whole run instead of being
-re-forked every epoch to see a new ``dataset.epoch`` (seconds per epoch with many workers).
+travels with each request and worker processes live for the whole run instead of being re-forked
+every epoch (seconds per epoch with many workers).
 """
 
 from __future__ import annotations
@@ -64,13 +64,9 @@ class YoloDataset(Dataset):
     def __init__(self, split: Split, store: ImageStore, size: int, hyp: Hyp, augment: bool, seed: int = 0):
         self.split, self.store, self.size, self.hyp = split, store, size, hyp
         self.augment, self.seed = augment, seed
-        self.epoch = 0  # set by the trainer before each epoch (workers are re-forked per epoch)
 
     def __len__(self) -> int:
         return len(self.split)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def _letterboxed(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Image letterboxed to (size, size) and its labels as pixel ``cls x1 y1 x2 y2``."""
@@ -93,8 +89,8 @@ class YoloDataset(Dataset):
         return augment.mosaic(images, labels, self.size, rng)
 
     def __getitem__(self, key: int | tuple[int, int]) -> Sample:
-        """``dataset[index]`` (epoch from :meth:`set_epoch`) or ``dataset[(epoch, index)]``."""
-        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        """``dataset[(epoch, index)]`` (what the loader asks for) or ``dataset[index]`` (epoch 0)."""
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         hyp = self.hyp
         if not self.augment:
             image, labels = self._letterboxed(index)

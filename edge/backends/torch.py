@@ -28,10 +28,10 @@ import numpy as np
 from stopsign.edge.backends.base import Backend, BackendError, BackendOptions
 from stopsign.edge.detections import Detections
 from stopsign.edge.letterbox import compute_transform
+from stopsign.edge.postprocess import MAX_DETECTIONS
 from stopsign.edge.spec import ModelSpec
 
 WARMUP_RUNS = 3
-MAX_DETECTIONS = 300  # as decode_yolov5's default
 
 
 class TorchBackend(Backend):

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stopsign.edge.postprocess import MAX_DETECTIONS
+
 # Offsets boxes of different classes so they never overlap (as postprocess._CLASS_OFFSET).
 CLASS_OFFSET = 8192.0
 
@@ -110,7 +112,7 @@ def decode(
     conf_threshold: float,
     iou_threshold: float,
     max_candidates: int = 4096,
-    max_detections: int = 300,
+    max_detections: int = MAX_DETECTIONS,
     use_torchvision: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Raw head of one image (n, 5 + nc) -> (xyxy (k, 4) f32 input px, score (k,) f32, class (k,) i64).

@@ -3,8 +3,8 @@
     python recipes/shipped_model/pack.py data/real gpu_pack/real [--max-side 448] [--quality 80]
 
 Copies data.yaml, sources.jsonl, the split lists and the label files unchanged (labels are
-normalised, so they hold for any size) and re-encodes every image as JPEG with its longer side at
-most ``--max-side`` pixels: 1,532 real photos come to about 37 MiB, under the 64 MiB a device call
+normalised, so they hold for any size) and re-encodes every image in its own format (JPEG at
+``--quality``) with its longer side at most ``--max-side`` pixels (smaller ones are not enlarged): 1,532 real photos come to about 37 MiB, under the 64 MiB a device call
 carries. Then: recipes/shipped_model/train_gpu.sh gpu_pack/real OUT on the device.
 """
 

@@ -247,6 +247,17 @@ def test_failing_sink_never_stops_detection(tiny_onnx: Path, tmp_path: Path) -> 
     assert events[-1]["event"] == "stopped" and events[-1]["processed"] >= 20
 
 
+def small_run(model: Path, tmp_path: Path, frames: int) -> DetectConfig:
+    """``frames`` tiny test frames, in order; events to e.jsonl, detections to d.jsonl, no health line."""
+    return DetectConfig(
+        source=f"test://?size=64x48&live=0&num-buffers={frames}",
+        model=str(model),
+        events=str(tmp_path / "e.jsonl"),
+        detections=str(tmp_path / "d.jsonl"),
+        health=False,
+    )
+
+
 class FaultyBackend(OnnxRuntimeBackend):
     """The real ONNX Runtime backend, fed a wrongly shaped tensor on chosen calls: ONNX Runtime's own error."""
 
@@ -275,13 +286,7 @@ def factory_of(make: callable, loads: list[int], fail_reload: bool = False):
 
 
 def test_backend_errors_skip_frames_then_reinit(tiny_onnx: Path, tmp_path: Path) -> None:
-    config = DetectConfig(
-        source="test://?size=64x48&live=0&num-buffers=12",
-        model=str(tiny_onnx),
-        events=str(tmp_path / "e.jsonl"),
-        detections=str(tmp_path / "d.jsonl"),
-        health=False,
-    )
+    config = small_run(tiny_onnx, tmp_path, frames=12)
     loads: list[int] = []
     # Calls 3-5 of the first backend fail: 3 in a row -> re-initialised (a fresh backend that works).
     code = run_detect(
@@ -300,12 +305,7 @@ def test_backend_errors_skip_frames_then_reinit(tiny_onnx: Path, tmp_path: Path)
 
 
 def test_backend_that_cannot_be_reinitialised_ends_the_run(tiny_onnx: Path, tmp_path: Path) -> None:
-    config = DetectConfig(
-        source="test://?size=64x48&live=0&num-buffers=12",
-        model=str(tiny_onnx),
-        events=str(tmp_path / "e.jsonl"),
-        health=False,
-    )
+    config = small_run(tiny_onnx, tmp_path, frames=12)
     with pytest.raises(FatalBackendError, match="(?s)could not be re-initialised.*CUDA device lost"):
         run_detect(
             config,
@@ -377,13 +377,7 @@ class AlreadySuppressed(OnnxRuntimeBackend):
 def test_engine_nms_output_skips_host_nms(
     tiny_onnx: Path, tmp_path: Path, suppressed: bool, boxes: int
 ) -> None:
-    config = DetectConfig(
-        source="test://?size=64x48&live=0&num-buffers=3",
-        model=str(tiny_onnx),
-        events=str(tmp_path / "e.jsonl"),
-        detections=str(tmp_path / "d.jsonl"),
-        health=False,
-    )
+    config = small_run(tiny_onnx, tmp_path, frames=3)
     assert run_detect(config, threading.Event(), factory_of(lambda: AlreadySuppressed(suppressed), [])) == 0
     dets = read_jsonl(tmp_path / "d.jsonl")
     assert [len(d["detections"]) for d in dets] == [boxes] * 3
