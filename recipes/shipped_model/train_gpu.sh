@@ -8,7 +8,8 @@
 #       the training log are copied: at most 8 files.
 # Synthetic data is generated on the machine (seeded, so the same as train.sh's at this count).
 # Knobs: CFG (yolov5n), IMG (416), BATCH (64), EPOCHS (the cap, 300), BUDGET_MIN (minutes for the
-# training run; the epoch count and cosine schedule are fitted to it), SYNTH_N (6000), WORKERS.
+# training run; the epoch count and cosine schedule are fitted to it), SYNTH_N (6000), WORKERS,
+# CONFUSERS (edge-data synth --confusers: all; the first shipped model's stage 1 had 'signs').
 set -uo pipefail
 pack=$(cd "${1:?usage: train_gpu.sh PACK OUT}" && pwd)
 out=${2:?usage: train_gpu.sh PACK OUT}
@@ -39,7 +40,7 @@ started=$(date +%s)
 data="$work/data"
 rm -rf "$data"
 $py -m stopsign.train.data.cli synth --out "$data/synth" --n "$SYNTH_N" --seed 7 --size "$IMG" \
-  --backgrounds "$pack" --workers "$WORKERS" 2>&1 | tail -n 1 || exit 1
+  --backgrounds "$pack" --workers "$WORKERS" --confusers "${CONFUSERS:-all}" 2>&1 | tail -n 1 || exit 1
 $py -m stopsign.train.data.cli merge "$pack" "$data/synth" --out "$data/shipped" 2>&1 | tail -n 1 || exit 1
 # Every synthetic image trains; validation is real photos only (the committed split).
 (cd "$data/shipped" && grep -v '^images/synth' val.txt > val.real && grep '^images/synth' val.txt >> train.txt \

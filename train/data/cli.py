@@ -68,7 +68,10 @@ def _cmd_split(args: argparse.Namespace) -> int:
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from stopsign.train.data.synth.generate import SynthOptions, generate_synthetic
+    from stopsign.train.data.synth.scene import ALL_CONFUSERS, SIGN_CONFUSERS, SceneConfig
 
+    named = {"all": ALL_CONFUSERS, "signs": SIGN_CONFUSERS}
+    kinds = named.get(args.confusers) or tuple(k.strip() for k in args.confusers.split(",") if k.strip())
     options = SynthOptions(
         n=args.n,
         seed=args.seed,
@@ -76,6 +79,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         backgrounds=args.backgrounds,
         workers=args.workers,
         val=args.val,
+        scene=SceneConfig(confuser_kinds=kinds),
     )
     counts = generate_synthetic(args.out, options)
     print(f"wrote {sum(counts.values())} images to {args.out}: {counts}")
@@ -161,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--val", type=float, default=0.2)
+    p.add_argument(
+        "--confusers",
+        default="all",
+        help="confusers to place: 'all' (default: look-alike signs and red street objects), 'signs' "
+        "(look-alike signs only, the generator before hydrants, traffic lights, foliage and red boxes) "
+        "or a comma-separated list of kinds",
+    )
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("stats", help="counts per source/role/split, box sizes")

@@ -10,8 +10,9 @@ from stopsign.train.data import layout
 from stopsign.train.data.backface import is_back_face
 from stopsign.train.data.check import check_dataset, errors
 from stopsign.train.data.cli import main
+from stopsign.train.data.synth.distractors import DISTRACTOR_KINDS, build_distractors
 from stopsign.train.data.synth.generate import SceneRenderer
-from stopsign.train.data.synth.scene import SceneConfig
+from stopsign.train.data.synth.scene import SIGN_CONFUSERS, SceneConfig
 from stopsign.train.data.synth.signs import build_library, octagon, stop_sign
 
 
@@ -81,3 +82,49 @@ def test_synth_cli_writes_a_valid_canonical_set(make_dataset, tmp_path: Path) ->
     img = cv2.imread(str(out / "images/synth_s1_000000.jpg"))
     assert img.shape == (128, 128, 3)
     assert main(["synth", "--out", str(out), "--n", "3"]) == 2  # never writes into a non-empty folder
+
+
+def test_distractor_sprites_are_consistent_and_red_where_it_matters() -> None:
+    library = build_distractors()
+    assert set(library) == set(DISTRACTOR_KINDS)
+    for kind, sprites in library.items():
+        for s in sprites:
+            assert s.kind == kind
+            assert s.bgr.shape[:2] == s.alpha.shape, kind
+            assert 0.3 < s.alpha.mean() <= 1.0, kind
+            x0, y0 = s.outline.min(0)
+            x1, y1 = s.outline.max(0)
+            assert 0 <= x0 < x1 <= s.bgr.shape[1] and 0 <= y0 < y1 <= s.bgr.shape[0], kind
+    # The point of these sprites: red in BGR, red lamp lit.
+    hydrant = library["fire_hydrant"][0]
+    b, g, r = hydrant.bgr[hydrant.alpha > 0.5].mean(0)
+    assert r > 2 * g and r > 2 * b
+    assert np.array_equal(build_distractors()["red_foliage"][0].bgr, library["red_foliage"][0].bgr)  # seeded
+
+
+@pytest.mark.parametrize(
+    ("kinds", "expected"),
+    [
+        (SIGN_CONFUSERS, set(SIGN_CONFUSERS)),
+        (("fire_hydrant", "traffic_light"), {"fire_hydrant", "traffic_light"}),
+    ],
+)
+def test_scenes_place_only_the_configured_confusers(kinds: tuple[str, ...], expected: set[str]) -> None:
+    cfg = SceneConfig(p_stop=0.0, p_confusers_without_stop=1.0, confuser_kinds=kinds)
+    renderer = SceneRenderer(seed=3, size=128, photos=[], scene=cfg)
+    placed = set()
+    for i in range(60):
+        scene = renderer.render(i)
+        assert len(scene.stop_xyxy) == 0  # a distractor is never labelled a stop sign
+        placed |= {name for name, _ in scene.confusers}
+    assert placed == expected
+
+
+def test_synth_cli_rejects_an_unknown_confuser_kind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "synth"
+    assert main(["synth", "--out", str(out), "--n", "2", "--size", "64", "--confusers", "yield,mailbox"]) == 2
+    assert "mailbox" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["synth", "--out", str(out), "--n", "2", "--size", "64", "--confusers", "signs"]) == 0

@@ -9,9 +9,21 @@ import numpy as np
 
 from stopsign.train.data.synth import effects
 from stopsign.train.data.synth.backgrounds import BackgroundPool
+from stopsign.train.data.synth.distractors import DISTRACTOR_KINDS
 from stopsign.train.data.synth.signs import CONFUSER_KINDS, Sprite
 
 MIN_SIGN = 12  # px: smallest stop sign drawn (the detector's useful limit at 416)
+
+
+# Every confuser the generator can place: signs that look like a stop sign, then red street objects
+# the shipped model fired on. ``SIGN_CONFUSERS`` alone is what the first shipped model's stage 1 used.
+SIGN_CONFUSERS = CONFUSER_KINDS
+ALL_CONFUSERS = CONFUSER_KINDS + DISTRACTOR_KINDS
+# Mounted on a pole (drawn below the sprite 70 % of the time); the rest stand on the ground, hang on
+# walls or are trees.
+POLE_KINDS = frozenset(
+    {"stop_sign", "do_not_enter", "yield", "red_rim_round", "yellow_diamond", "octagon_back", "traffic_light"}
+)
 
 
 @dataclass
@@ -30,6 +42,7 @@ class SceneConfig:
     p_rain: float = 0.12
     p_noise: float = 0.5
     max_tilt: float = 0.35  # fraction by which one side of the sign shrinks (yaw/pitch)
+    confuser_kinds: tuple[str, ...] = ALL_CONFUSERS
 
 
 @dataclass
@@ -148,9 +161,9 @@ def render_scene(
     if rng.random() < cfg.p_stop:
         kinds += ["stop_sign"] * (2 if rng.random() < cfg.p_second_stop else 1)
         if rng.random() < cfg.p_confusers_with_stop:
-            kinds += list(rng.choice(CONFUSER_KINDS, int(rng.integers(1, 3))))
+            kinds += list(rng.choice(cfg.confuser_kinds, int(rng.integers(1, 3))))
     elif rng.random() < cfg.p_confusers_without_stop:
-        kinds += list(rng.choice(CONFUSER_KINDS, int(rng.integers(1, 4))))
+        kinds += list(rng.choice(cfg.confuser_kinds, int(rng.integers(1, 4))))
     stops: list[np.ndarray] = []
     placed: list[np.ndarray] = []
     confusers: list[tuple[str, list[float]]] = []
@@ -169,7 +182,7 @@ def render_scene(
         tilt = float(rng.uniform(-cfg.max_tilt, cfg.max_tilt))
         box = place_sprite(img, sprite, rng, extent, centre, tilt)
         placed.append(box)
-        if kind != "tail_lights" and kind != "red_shop_sign" and rng.random() < 0.7:
+        if kind in POLE_KINDS and rng.random() < 0.7:
             _pole(img, box, rng)
         if rng.random() < cfg.p_occlusion:
             _occlude(img, box, rng)
