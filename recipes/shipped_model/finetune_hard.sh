@@ -4,10 +4,10 @@
 # DATA: the dataset train.sh prepares (data/shipped). CHECKPOINT: the stage-2 checkpoint folder.
 # 1. mine_hard.py lists the real training images the checkpoint's ONNX export gets wrong (false
 #    positives, misses); only train.txt is read, never the validation split.
-# 2. 2,000 new synthetic images (seed 11) with every confuser kind, including the red street
+# 2. DISTRACTOR_N (2,000) new synthetic images (seed 11) with every confuser kind, including the red street
 #    objects the model fired on (hydrants, traffic lights, red foliage, red boxes).
-# 3. 5 epochs, mosaic off, low learning rate, on: every real training image, the hard ones three
-#    more times, the new synthetic set and every sixth image of the first synthetic set.
+# 3. 5 epochs, mosaic off, low learning rate, on: every real training image, the hard ones
+#    HARD_REPEAT (3) more times, the new synthetic set and every sixth image of the first synthetic set.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -19,18 +19,22 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 bin=${VENV_BIN:-$root/.venv/bin}
 EPOCHS=${EPOCHS:-5}
+HARD_REPEAT=${HARD_REPEAT:-3}  # extra copies of each hard image
+DISTRACTOR_N=${DISTRACTOR_N:-2000}  # new synthetic images
+CONFUSERS=${CONFUSERS:-all}  # their confuser kinds (edge-data synth --confusers)
 
 "$bin/edge-export" onnx --weights "$checkpoint" --out "$out/stage2.onnx"
 "$bin/python" "$here/mine_hard.py" "$data" "$out/stage2.onnx" --out "$out/hard.txt"
-synth="$data/../synth_distractors"
+synth="$data/../synth_distractors_${DISTRACTOR_N}_$(echo "$CONFUSERS" | cksum | cut -c1-8)"
 if [ ! -f "$synth/train.txt" ]; then
   rm -rf "$synth"
-  "$bin/edge-data" synth --out "$synth" --n 2000 --seed 11 --size 416 --backgrounds "$data" --workers 2 --val 0
+  "$bin/edge-data" synth --out "$synth" --n "$DISTRACTOR_N" --seed 11 --size 416 --backgrounds "$data" --workers 2 --val 0 \
+    --confusers "$CONFUSERS"
 fi
 {
   grep -v '^images/synth' "$data/train.txt"
-  for _ in 1 2 3; do cat "$out/hard.txt"; done
-  sed 's|^|../synth_distractors/|' "$synth/train.txt"
+  for _ in $(seq "$HARD_REPEAT"); do cat "$out/hard.txt"; done
+  sed "s|^|../$(basename "$synth")/|" "$synth/train.txt"
   grep '^images/synth' "$data/train.txt" | awk 'NR % 6 == 1'
 } > "$data/hard_train.txt"
 printf 'path: .\ntrain: hard_train.txt\nval: val.txt\nnc: 1\nnames:\n- stop_sign\n' > "$data/hard.yaml"
