@@ -22,6 +22,7 @@ EPOCHS=${EPOCHS:-5}
 HARD_REPEAT=${HARD_REPEAT:-3}  # extra copies of each hard image
 DISTRACTOR_N=${DISTRACTOR_N:-2000}  # new synthetic images
 CONFUSERS=${CONFUSERS:-all}  # their confuser kinds (edge-data synth --confusers)
+HYP=${HYP:-$here/hyp_finetune.yaml}
 
 "$bin/edge-export" onnx --weights "$checkpoint" --out "$out/stage2.onnx"
 "$bin/python" "$here/mine_hard.py" "$data" "$out/stage2.onnx" --out "$out/hard.txt"
@@ -39,5 +40,5 @@ fi
 } > "$data/hard_train.txt"
 printf 'path: .\ntrain: hard_train.txt\nval: val.txt\nnc: 1\nnames:\n- stop_sign\n' > "$data/hard.yaml"
 exec "$bin/edge-train" train --data "$data/hard.yaml" --weights "$checkpoint" --cfg '' --img 416 --batch 32 \
-  --epochs "$EPOCHS" --cos-lr --hyp "$here/hyp_finetune.yaml" --cache ram --workers 2 --seed 2 --patience 0 \
+  --epochs "$EPOCHS" --cos-lr --hyp "$HYP" --cache ram --workers 2 --seed 2 --patience 0 \
   --device "${DEVICE:-cpu}" --project "$out" --name hard --exist-ok

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from stopsign.edge.postprocess import box_iou
+from stopsign.train.data.layout import yolo_to_xyxy
 from stopsign.train.dataset import read_labels
 
 FP_IOU = 0.3  # a box this far from every stop sign is a false positive, not a loose true one
@@ -56,9 +57,7 @@ def mine_hard_examples(root: Path, lines: Iterable[str], detect: Detector, nc: i
         if image is None:
             raise ValueError(f"{path}: not a readable image")
         h, w = image.shape[:2]
-        labels = read_labels(path, nc)
-        cx, cy, bw, bh = (labels[:, i] for i in range(1, 5))
-        gt = np.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], 1)
+        gt = yolo_to_xyxy(read_labels(path, nc)[:, 1:], w, h)
         false_positives, missed = image_errors(gt, detect(image))
         result.tally.update(false_positives=false_positives, missed=missed, signs=len(gt))
         if false_positives or missed:
