@@ -127,4 +127,6 @@ def test_synth_cli_rejects_an_unknown_confuser_kind(
     assert main(["synth", "--out", str(out), "--n", "2", "--size", "64", "--confusers", "yield,mailbox"]) == 2
     assert "mailbox" in capsys.readouterr().err
     assert not out.exists()
+    assert main(["synth", "--out", str(out), "--n", "2", "--size", "64", "--confusers", " , "]) == 2
+    assert "no confuser kinds given" in capsys.readouterr().err
     assert main(["synth", "--out", str(out), "--n", "2", "--size", "64", "--confusers", "signs"]) == 0

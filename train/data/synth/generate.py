@@ -75,6 +75,8 @@ def generate_synthetic(out: Path, options: SynthOptions) -> dict[str, int]:
         raise DatasetError(f"--n must be positive, got {options.n}")
     if options.size < 64 or options.size % 32:
         raise DatasetError(f"--size must be a multiple of 32 and >= 64, got {options.size}")
+    if not options.scene.confuser_kinds:
+        raise DatasetError(f"no confuser kinds given; known: {', '.join(ALL_CONFUSERS)}")
     unknown = sorted(set(options.scene.confuser_kinds) - set(ALL_CONFUSERS))
     if unknown:
         raise DatasetError(f"unknown confuser kinds {unknown}; known: {', '.join(ALL_CONFUSERS)}")
