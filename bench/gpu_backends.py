@@ -43,8 +43,8 @@ from stopsign.edge.backends.base import BackendOptions
 from stopsign.edge.backends.onnxruntime import OnnxRuntimeBackend
 from stopsign.edge.backends.torch import TorchBackend
 from stopsign.edge.detections import Detections
-from stopsign.edge.pipeline import Preprocessor
 from stopsign.edge.postprocess import box_iou, decode_yolov5
+from stopsign.edge.preprocess import Preprocessor
 from stopsign.export.onnx_export import export_checkpoint
 
 CONF = 0.25

@@ -50,6 +50,7 @@ class BenchRun:
     model: str = ""
     source: str = ""  # e2e: the source URI
     live: bool | None = None  # e2e: live source (latency includes capture age) or ordered
+    tiles: str = "none"  # e2e: the --tiles setting; images per frame = batch (1 + tiles)
     frame_stages: list[dict[str, float | None]] = field(default_factory=list)  # e2e, per frame (not in JSON)
 
     @property
@@ -83,7 +84,7 @@ class BenchRun:
             "device_memory_mb": self.device_memory_mb, "model": self.model,
         }  # fmt: skip
         if self.mode == "e2e":
-            out.update(stages_ms=self.stages_ms, source=self.source, live=self.live)
+            out.update(stages_ms=self.stages_ms, source=self.source, live=self.live, tiles=self.tiles)
         return out
 
 
@@ -171,6 +172,11 @@ def bench_model(
     h, w = spec.input_size
     batch_input = np.random.default_rng(0).random((batch, 3, h, w), dtype=np.float32)
     try:
+        if runner.fixed_batch is not None and runner.fixed_batch != batch:
+            raise FixedBatchError(
+                f"{model}: its graph fixes the batch at {runner.fixed_batch}, asked {batch}; export with a "
+                "dynamic batch (`edge-export onnx --dynamic` or `edge-export dynamic-batch`) to measure throughput"
+            )
         try:
             runner.infer(batch_input)  # the first call also checks that the batch size is accepted
         except Exception as exc:  # each runtime raises its own shape error type
@@ -212,6 +218,7 @@ class _MeasuredBackend(Backend):
         self.output_suppressed = inner.output_suppressed
         self._warmup, self._duration_s, self._stop = warmup, duration_s, stop
         self.calls = 0
+        self.images_per_call = 1  # batch of the last call: the whole frame + its tiles
         self.cpu_start: float | None = None
         self.cpu_end: float | None = None
         self._start = 0.0
@@ -233,6 +240,7 @@ class _MeasuredBackend(Backend):
                 self.cpu_start, self._start = self.cpu_end, time.perf_counter()
             elif self._duration_s and time.perf_counter() - self._start >= self._duration_s:
                 self._stop.set()
+        self.images_per_call = len(batch)
         return self.inner.infer(batch)
 
     def describe(self) -> dict[str, Any]:
@@ -250,8 +258,12 @@ def bench_e2e(
     warmup: int,
     threads: int = 0,
     duration_s: float | None = None,
+    tiles: str = "none",
 ) -> BenchRun:
     """End-to-end through the real pipeline (``run_detect``); per-frame stage timings from its frame log.
+
+    ``tiles``: the ``--tiles`` setting of edge-detect; the run's ``batch`` is then the number of
+    images per frame (whole frame + tiles), and ``fps`` stays frames per second.
 
     ``frames`` processed frames after ``warmup`` are measured, or, with ``duration_s``, those
     processed in that many seconds. Latency per frame is capture age (live sources) + total, the
@@ -267,6 +279,7 @@ def bench_e2e(
             source=source, model=str(model), backend=backend, threads=threads,
             max_frames=0 if duration_s else warmup + frames + 1,
             log_frames=str(log), events=str(Path(tmp) / "events.jsonl"), health=False, reject_identical=False,
+            tiles=tiles,
         )  # fmt: skip
         config.validate()
         holder: dict[str, Any] = {}
@@ -298,8 +311,8 @@ def bench_e2e(
     cpu = (wrapper.cpu_end or 0.0) - (wrapper.cpu_start or 0.0)
     live = measured[0]["ms"].get("capture_age") is not None
     return BenchRun(
-        "e2e", str(wrapper.describe().get("backend", backend)), _precision(wrapper, spec), spec.input_size[0], 1,
-        frames, wall, latencies, stages_ms={s: (round(float(np.median(v)), 3) if v else None) for s, v in stages.items()},
+        "e2e", str(wrapper.describe().get("backend", backend)), _precision(wrapper, spec), spec.input_size[0],
+        wrapper.images_per_call, frames, wall, latencies, tiles=tiles, stages_ms={s: (round(float(np.median(v)), 3) if v else None) for s, v in stages.items()},
         rss_mb=rss_mb(), cpu_s=cpu if len(wrappers) == 1 else None, device_memory_mb=_device_memory_mb(),
         model=str(model), source=source, live=live, frame_stages=[r["ms"] for r in measured],
     )  # fmt: skip

@@ -3,7 +3,7 @@
 A status event is ``{"event": kind, "time": unix s, "monotonic_ns": ..., "frame": last frame
 index or None, ...fields}``; kinds: heartbeat, source_stalled, source_rebuilding,
 source_rebuild_failed, source_restored, source_error, backend_error, backend_reinit, over_budget,
-frame_rejected, timestamp_jump, caps_change, sink_error, sink_restored, started, stopped.
+frame_rejected, timestamp_jump, caps_change, sink_error, sink_restored, started, stopped, tiles.
 """
 
 from __future__ import annotations

@@ -22,13 +22,13 @@ from stopsign.edge.detections import Detections
 from stopsign.edge.events import EventChannel, RateLimiter, event_to_dict
 from stopsign.edge.frame import NO_TIMESTAMP, Frame
 from stopsign.edge.health import FrameTimings, HealthWindow, health_line
-from stopsign.edge.letterbox import LetterboxTransform, compute_transform, letterbox, to_network_input
-from stopsign.edge.postprocess import decode_yolov5
+from stopsign.edge.preprocess import FrameBatcher
 from stopsign.edge.sdnotify import SdNotifier
 from stopsign.edge.sinks import FrameResult, GuardedSink
 from stopsign.edge.sources.base import Source
 from stopsign.edge.sources.sanity import FrameSanity, SanityOptions
 from stopsign.edge.spec import ModelSpec
+from stopsign.edge.tiles import TileConfig
 
 log = logging.getLogger(__name__)
 
@@ -62,38 +62,10 @@ class LoopConfig:
     max_consecutive_failures: int = 3
     read_timeout_s: float = 0.1
     sanity: SanityOptions = field(default_factory=SanityOptions)
-
-
-class Preprocessor:
-    """Letterbox + scale into buffers allocated once: (H, W, 3) uint8 and (1, 3, H, W) float32.
-
-    While the frame size stays the same, the border of the network input is already converted
-    and only the image region is rescaled (at 16:9 that is ~55% of the input, 0.36 -> 0.16 ms at 416).
-    """
-
-    def __init__(self, spec: ModelSpec) -> None:
-        h, w = spec.input_size
-        self.spec = spec
-        self.letterboxed = np.empty((h, w, 3), np.uint8)
-        self.network_input = np.empty((1, 3, h, w), np.float32)
-        self._source_size: tuple[int, int] | None = None  # frame (h, w) the border was converted for
-        self._region = (slice(0, h), slice(0, w))
-
-    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, LetterboxTransform]:
-        spec = self.spec
-        _, transform = letterbox(image, spec.input_size, spec.pad_value, out=self.letterboxed)
-        rgb = spec.color_order == "RGB"
-        if transform.source_size == self._source_size:
-            rows, cols = self._region
-            out = self.network_input[:, :, rows, cols]
-            to_network_input(self.letterboxed[rows, cols], spec.scale, rgb, out=out)
-        else:
-            to_network_input(self.letterboxed, spec.scale, rgb, out=self.network_input)
-            _, (new_h, new_w) = compute_transform(transform.source_size, spec.input_size)
-            top, left = int(transform.pad_y), int(transform.pad_x)
-            self._region = (slice(top, top + new_h), slice(left, left + new_w))
-            self._source_size = transform.source_size
-        return self.network_input, transform
+    # High-resolution tiles batched with the whole frame (stopsign.edge.tiles); principal point
+    # (cx, cy) of the camera in frame pixels places the ``auto`` band on video.
+    tiles: TileConfig = field(default_factory=TileConfig)
+    principal_point: tuple[float, float] | None = None
 
 
 T = TypeVar("T")
@@ -215,8 +187,8 @@ class DetectionLoop:
         self.channel, self.sinks, self.tracker, self.notifier = channel, sinks, tracker, notifier
         self.stop = stop or threading.Event()
         self._clock = clock
-        self._pre = Preprocessor(spec)
         self._still = source.description.startswith("images")
+        self._batcher = FrameBatcher(spec, config.tiles, self._still, config.principal_point)
         self._sanity = None if self._still else FrameSanity(config.sanity, source.live)
         self._iou = config.iou if config.iou is not None else spec.nms_iou
         self._limiter = RateLimiter(1.0, clock)
@@ -273,13 +245,17 @@ class DetectionLoop:
                 self._reject(frame, verdict.reject, timings, t0)
                 return
         detections: Detections | None
-        if self.backend.frame_path:
-            # Letterbox, model and NMS in one device call: it all counts as infer.
+        if self.backend.frame_path and not self.config.tiles.enabled:
+            # Letterbox, model and NMS in one device call: it all counts as infer. With tiles the
+            # host builds the batch (the device path takes one whole frame).
             t1 = t0
             detections = self.backend.detect(frame.image, self.config.conf, self._iou)
             t2 = t3 = self._clock()
         else:
-            network_input, transform = self._pre(frame.image)
+            planned_for = self._batcher.frame_hw
+            network_input = self._batcher(frame.image)
+            if self._batcher.frame_hw != planned_for and self.config.tiles.enabled:
+                self._announce_tiles()
             t1 = self._clock()
             raw = self.backend.infer(network_input)
             t2 = self._clock()
@@ -287,7 +263,7 @@ class DetectionLoop:
             detections = (
                 None
                 if raw is None
-                else decode_yolov5(raw, self.config.conf, self._iou, transform, nms_done=suppressed)
+                else self._batcher.decode(raw, self.config.conf, self._iou, nms_done=suppressed)
             )
             t3 = self._clock()
         events: Any = None
@@ -323,6 +299,22 @@ class DetectionLoop:
                             "ms": timings.to_dict(),
                         },
                     )
+
+    def _announce_tiles(self) -> None:
+        """A ``tiles`` status line whenever the tile plan is made (first frame, new frame size)."""
+        assert self._batcher.frame_hw is not None
+        height, width = self._batcher.frame_hw
+        tiles = [tile.as_text() for tile in self._batcher.tiles]
+        self.channel.emit(
+            "tiles", {"mode": self.config.tiles.text(), "frame_size": f"{width}x{height}", "tiles": tiles}
+        )
+        if self.config.health_stream is not None:
+            print(
+                f"edge-detect tiles ({self.config.tiles.text()}): {width}x{height} frame -> whole frame + "
+                f"{len(tiles)} tile(s) {'; '.join(tiles) or '(the frame fits the input: none needed)'}",
+                file=self.config.health_stream,
+                flush=True,
+            )
 
     def _reject(self, frame: Frame, reason: str, timings: FrameTimings, t0: int) -> None:
         self.summary.rejected += 1

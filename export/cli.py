@@ -7,6 +7,8 @@ Examples::
     edge-export onnx --weights runs/best --img 416 --half --nms --out models/stop.nms.onnx   # TensorRT only
     edge-export engine models/stop.fp16.onnx --precision fp16 --timing-cache trt.cache --out models/stop.engine
     edge-export engine --if-stale --out models/stop.engine        # on the car after a JetPack update
+    edge-export dynamic-batch edge/assets/stopsign.onnx --out stop.dyn.onnx   # batch axis for tiles
+    edge-export engine stop.dyn.onnx --batch 3 --out stop.engine  # whole frame + 2 tiles per call
 """
 
 from __future__ import annotations
@@ -65,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     onnx.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     onnx.add_argument("--out", required=True, type=Path, help="output .onnx")
 
+    dynamic = sub.add_parser(
+        "dynamic-batch", help="ONNX with a fixed batch of 1 -> the same model with a dynamic batch axis"
+    )
+    dynamic.add_argument("onnx", type=Path, help="source ONNX (e.g. edge/assets/stopsign.onnx)")
+    dynamic.add_argument("--out", required=True, type=Path, help="output .onnx")
+
     engine = sub.add_parser("engine", help="ONNX -> TensorRT engine + .engine.json sidecar (needs TensorRT)")
     engine.add_argument(
         "onnx", nargs="?", type=Path, help="source ONNX (with --if-stale: default from the sidecar)"
@@ -80,8 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     engine.add_argument("--workspace", type=int, default=1024, help="builder workspace in MiB (default 1024)")
     engine.add_argument("--timing-cache", type=Path, help="TensorRT timing cache file, read and updated")
-    engine.add_argument("--batch-range", type=int, nargs=3, metavar=("MIN", "OPT", "MAX"), default=(1, 1, 8),
-                        help="optimisation profile for a dynamic-batch ONNX (default 1 1 8)")  # fmt: skip
+    batches = engine.add_mutually_exclusive_group()
+    batches.add_argument("--batch", type=int, metavar="N",
+                         help="batch the engine is tuned for (whole frame + tiles: 1 + tiles); profile 1..N, "
+                              "needs a dynamic-batch ONNX (edge-export onnx --dynamic)")  # fmt: skip
+    batches.add_argument("--batch-range", type=int, nargs=3, metavar=("MIN", "OPT", "MAX"), default=(1, 1, 8),
+                         help="optimisation profile for a dynamic-batch ONNX (default 1 1 8)")  # fmt: skip
     engine.add_argument(
         "--if-stale", action="store_true", help="rebuild only when the engine does not fit this device"
     )
@@ -127,6 +139,28 @@ def _make_calibrator(args: argparse.Namespace) -> Any:
         raise SystemExit(f"edge-export: {exc}") from None
 
 
+def _run_dynamic_batch(args: argparse.Namespace) -> int:
+    from stopsign.export.dynamic_batch import convert_file
+
+    out = convert_file(args.onnx, args.out)
+    print(f"wrote {out}  sha256 {onnx_sha256(out)}  (batch axis: dynamic)")
+    return 0
+
+
+def check_batch_fits(onnx_path: Path, batch: int) -> None:
+    """``--batch N`` needs an ONNX whose batch axis is dynamic, or fixed at N; else a clear error."""
+    from stopsign.export.engine_plan import EngineBuildError, inspect_onnx
+
+    if batch < 1:
+        raise EngineBuildError(f"--batch {batch}: must be >= 1")
+    fixed = inspect_onnx(onnx_path).input_shape[0]
+    if fixed >= 0 and fixed != batch:
+        raise EngineBuildError(
+            f"--batch {batch}: {onnx_path} has a fixed batch of {fixed}; export it with a dynamic batch "
+            "(edge-export onnx --dynamic, or edge-export dynamic-batch) to build a batch profile"
+        )
+
+
 def _run_engine(args: argparse.Namespace) -> int:
     from stopsign.export.tensorrt_build import EngineBuildOptions, build_engine, build_if_stale
 
@@ -137,6 +171,10 @@ def _run_engine(args: argparse.Namespace) -> int:
         )
         return 2
     low, opt, high = args.batch_range
+    if args.batch is not None:
+        low, opt, high = 1, args.batch, args.batch
+        if args.onnx is not None:
+            check_batch_fits(args.onnx, args.batch)
     options = EngineBuildOptions(
         precision=args.precision or "fp16", workspace_mb=args.workspace, timing_cache=args.timing_cache,
         calibrator=_make_calibrator(args), min_batch=low, opt_batch=opt, max_batch=high,
@@ -169,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
 
             handled = (*handled, ExportError, CheckpointError)
             return _run_onnx(args)
+        if args.command == "dynamic-batch":
+            return _run_dynamic_batch(args)
         from stopsign.export.tensorrt_build import TensorRTUnavailable
 
         handled = (*handled, TensorRTUnavailable)

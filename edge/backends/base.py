@@ -1,7 +1,7 @@
 """The inference backend interface and the registry of backends by name.
 
-A backend turns the network input (1, 3, H, W) float32 into the model's raw output (for the
-"yolov5_raw" layout: (1, N, 5 + nc) float32). Backends import their runtime lazily, inside
+A backend turns the network input (B, 3, H, W) float32 into the model's raw output (for the
+"yolov5_raw" layout: (B, N, 5 + nc) float32); B > 1 carries the whole frame and its tiles. Backends import their runtime lazily, inside
 ``is_available`` and ``load``, so ``stopsign.edge`` imports without them.
 """
 
@@ -62,11 +62,15 @@ class Backend(ABC):
     ``frame_path`` is True when :meth:`detect` takes a whole frame through letterbox, inference and
     NMS on the model's device and returns only the final boxes; the detection loop then calls it
     instead of its host preprocess + ``infer`` + decode.
+
+    ``infer`` takes any batch B >= 1 (the whole frame and its tiles). A model file whose graph fixes
+    its batch at 1 (``fixed_batch``) is run one image at a time; the result is the same.
     """
 
     name: str = ""
     output_suppressed: bool = False
     frame_path: bool = False
+    fixed_batch: int | None = None  # the model file's own batch size when it fixes one, else None
 
     @classmethod
     @abstractmethod
@@ -79,7 +83,7 @@ class Backend(ABC):
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """(1, 3, H, W) float32 network input -> raw output (1, N, 5 + nc) float32."""
+        """(B, 3, H, W) float32 network input -> raw output (B, N, 5 + nc) float32."""
 
     def detect(self, image: np.ndarray, conf: float, iou: float) -> Detections:
         """HxWx3 uint8 BGR frame -> Detections in source pixels (backends with ``frame_path``)."""

@@ -84,6 +84,8 @@ class OnnxRuntimeBackend(Backend):
         self._check_io(session, spec, path)
         self._session, self._providers, self._asked = session, got, asked
         self._input_name = session.get_inputs()[0].name
+        batch_dim = session.get_inputs()[0].shape[0]
+        self.fixed_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
         self.model_path, self.spec = path, spec
         return spec
 
@@ -121,8 +123,19 @@ class OnnxRuntimeBackend(Backend):
             )
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        """(B, 3, H, W) float32 -> (B, N, 5 + nc). A model exported with a fixed batch of 1 runs
+        the images one after the other (same result; ``edge-export onnx --dynamic`` batches them)."""
         if self._session is None:
             raise BackendError("onnxruntime backend used before load()")
+        if self.fixed_batch == 1 and batch.shape[0] > 1:
+            outputs = [
+                self._session.run(None, {self._input_name: batch[i : i + 1]})[0] for i in range(len(batch))
+            ]
+            return np.concatenate(outputs)
+        if self.fixed_batch is not None and batch.shape[0] != self.fixed_batch:
+            raise BackendError(
+                f"{self.model_path}: the model takes a batch of exactly {self.fixed_batch}, got {batch.shape[0]}"
+            )
         return self._session.run(None, {self._input_name: batch})[0]
 
     def describe(self) -> dict[str, Any]:
@@ -132,6 +145,7 @@ class OnnxRuntimeBackend(Backend):
             "providers": self._providers,
             "asked": self._asked,
             "fallback": self.fallback,
+            "batch": self.fixed_batch or "dynamic",
         }
 
     def close(self) -> None:

@@ -80,6 +80,16 @@ def nms_rows(
     return rows[None]
 
 
+def stack_rows(per_image: list[np.ndarray], width: int) -> np.ndarray:
+    """Kept rows of each image (k_i, 5 + nc) -> (B, max k_i, 5 + nc), padded with all-zero rows
+    (score 0: below any confidence floor, so decode drops them)."""
+    longest = max((len(rows) for rows in per_image), default=0)
+    out = np.zeros((len(per_image), longest, width), np.float32)
+    for i, rows in enumerate(per_image):
+        out[i, : len(rows)] = rows
+    return out
+
+
 class TensorRTBackend(Backend):
     """A serialized engine (``.engine``/``.plan``, or the ``.engine`` beside a given ``.onnx``)."""
 
@@ -99,6 +109,8 @@ class TensorRTBackend(Backend):
         self._input = ""
         self._outputs: list[str] = []
         self.engine_path: Path | None = None
+        self.batch_range: tuple[int, int] = (1, 1)  # smallest and largest batch the engine takes
+        self._batch = 0  # images per call the context is set up for
         self.tensorrt_version = ""
         self.spec: ModelSpec | None = None
 
@@ -145,31 +157,56 @@ class TensorRTBackend(Backend):
     def _allocate(
         self, trt: Any, engine: trt.ICudaEngine, context: trt.IExecutionContext, path: Path
     ) -> None:
-        """Pinned host + device buffer per I/O tensor, bound to the context by name, once."""
+        """Pinned host + device buffer per I/O tensor, bound to the context by name, once.
+
+        An engine built with a batch profile (``edge-export engine --batch N``) gets buffers for
+        the profile's largest batch; :meth:`infer` sets the input shape of each call within it.
+        """
         assert self._cuda is not None and self.spec is not None
         for index in range(engine.num_io_tensors):
             name = engine.get_tensor_name(index)
             if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 if self._input:
                     raise BackendError(f"{path}: the engine has more than one input ({self._input}, {name})")
-                dims = engine.get_tensor_shape(name)
-                shape = tuple(dims[i] for i in range(len(dims)))
-                if any(d < 0 for d in shape):  # dynamic batch/size: fix it to the spec's one image
-                    shape = (1, 3, *self.spec.input_size)
-                if not context.set_input_shape(name, shape):
-                    raise BackendError(f"{path}: input {name} does not accept shape {shape}")
                 self._input = name
             else:
                 self._outputs.append(name)
         if not self._input:
             raise BackendError(f"{path}: the engine has no input tensor")
+        dims = engine.get_tensor_shape(self._input)
+        shape = tuple(dims[i] for i in range(len(dims)))
+        if any(d < 0 for d in shape):  # dynamic batch: buffers for the profile's largest batch
+            low, _, high = engine.get_tensor_profile_shape(self._input, 0)
+            self.batch_range = (int(low[0]), int(high[0]))
+            shape = (self.batch_range[1], 3, *self.spec.input_size)
+        else:
+            self.batch_range = (shape[0], shape[0])
+        if not context.set_input_shape(self._input, shape):
+            raise BackendError(f"{path}: input {self._input} does not accept shape {shape}")
         for name in [self._input, *self._outputs]:
             dims = context.get_tensor_shape(name)  # outputs are known once the input shape is set
-            shape = tuple(dims[i] for i in range(len(dims)))
+            full = tuple(dims[i] for i in range(len(dims)))
             dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
-            self._host[name] = self._cuda.pinned(shape, dtype)
+            self._host[name] = self._cuda.pinned(full, dtype)
             self._device[name] = self._cuda.device(max(self._host[name].nbytes, 1))
             context.set_tensor_address(name, self._device[name])
+        self._batch = shape[0]
+        self._set_batch(self.batch_range[0])  # one image per call unless infer() gets more
+
+    def _set_batch(self, size: int) -> None:
+        """Run the next calls on ``size`` images: the input shape of the context and the host views."""
+        assert self._context is not None
+        if size == self._batch:
+            return
+        shape = (size, *self._host[self._input].shape[1:])
+        if not self._context.set_input_shape(self._input, shape):
+            raise BackendError(f"tensorrt backend: the engine does not accept a batch of {size}")
+        self._batch = size
+        self._graph = None  # a captured graph holds the old shapes (graphs are for the loaded batch)
+
+    def _view(self, name: str) -> np.ndarray:
+        """The host buffer of ``name`` for the current batch (a leading slice: contiguous)."""
+        return self._host[name][: self._batch]
 
     def _enqueue(self) -> None:
         assert self._cuda is not None and self._context is not None
@@ -178,10 +215,10 @@ class TensorRTBackend(Backend):
 
     def _copy_in_run_copy_out(self) -> None:
         assert self._cuda is not None
-        self._cuda.to_device(self._device[self._input], self._host[self._input])
+        self._cuda.to_device(self._device[self._input], self._view(self._input))
         self._enqueue()
         for name in self._outputs:
-            self._cuda.to_host(self._host[name], self._device[name])
+            self._cuda.to_host(self._view(name), self._device[name])
 
     def _capture_graph(self) -> None:
         assert self._cuda is not None
@@ -194,34 +231,40 @@ class TensorRTBackend(Backend):
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self._host[self._input].shape) if self._input else ()
+        return tuple(self._view(self._input).shape) if self._input else ()
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """(1, 3, H, W) float32 -> (1, N, 5 + nc) float32 raw head, or (1, K, 5 + nc) kept rows for
-        EfficientNMS engines (see the module docstring)."""
+        """(B, 3, H, W) float32 -> (B, N, 5 + nc) float32 raw head, or (B, K, 5 + nc) kept rows for
+        EfficientNMS engines (see the module docstring). B must lie in the engine's batch range."""
         if self._cuda is None or self.spec is None:
             raise BackendError("tensorrt backend: infer() before load()")
-        host_input = self._host[self._input]
-        if batch.shape != host_input.shape:
+        low, high = self.batch_range
+        expected = self._host[self._input].shape[1:]
+        if batch.ndim != 4 or batch.shape[1:] != expected or not low <= len(batch) <= high:
             raise BackendError(
-                f"tensorrt backend: input shape {batch.shape}, engine takes {host_input.shape}"
+                f"tensorrt backend: input shape {batch.shape}, engine takes (B, {', '.join(map(str, expected))}) "
+                f"with B in [{low}, {high}] (build it with `edge-export engine --batch N` for more)"
             )
-        np.copyto(host_input, batch, casting="same_kind")  # float32 -> the engine's input dtype
+        self._set_batch(len(batch))
+        np.copyto(self._view(self._input), batch, casting="same_kind")  # float32 -> the engine's dtype
         if self._graph is not None:
             self._cuda.launch(self._graph)
         else:
             self._copy_in_run_copy_out()
         self._cuda.synchronize()
         if self.output_suppressed:
-            host = self._host
-            return nms_rows(
-                host["num_dets"],
-                host["det_boxes"],
-                host["det_scores"],
-                host["det_classes"],
-                self.spec.num_classes,
-            )
-        return self._host[self._outputs[0]].astype(np.float32, copy=True)
+            per_image = [
+                nms_rows(
+                    self._view("num_dets")[i],
+                    self._view("det_boxes")[i],
+                    self._view("det_scores")[i],
+                    self._view("det_classes")[i],
+                    self.spec.num_classes,
+                )[0]
+                for i in range(self._batch)
+            ]
+            return stack_rows(per_image, 5 + self.spec.num_classes)
+        return self._view(self._outputs[0]).astype(np.float32, copy=True)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -231,6 +274,7 @@ class TensorRTBackend(Backend):
             "cuda": self._cuda.name if self._cuda else None,
             "cuda_graph": self._graph is not None,
             "output_suppressed": self.output_suppressed,
+            "batch_range": list(self.batch_range),
         }
 
     def close(self) -> None:

@@ -51,6 +51,7 @@ class TorchBackend(Backend):
         self._input: Any = None  # device buffer, fixed shape
         self._output: Any = None
         self._graph: Any = None
+        self._batches: dict[int, _BatchPath] = {}  # batch sizes > 1 (whole frame + tiles), by size
         self._frames: dict[tuple[int, int], _FramePath] = {}  # per source (h, w)
         self._conf_t: Any = None  # detect()'s thresholds as device scalars (read by its graphs)
         self._iou_t: Any = None
@@ -134,10 +135,12 @@ class TorchBackend(Backend):
 
         if self._model is None:
             raise BackendError("torch backend: infer() before load()")
-        if batch.shape != tuple(self._input.shape):
+        if batch.ndim != 4 or batch.shape[1:] != tuple(self._input.shape[1:]) or len(batch) < 1:
             raise BackendError(
-                f"torch backend: input shape {batch.shape}, model takes {tuple(self._input.shape)}"
+                f"torch backend: input shape {batch.shape}, model takes (B, {', '.join(map(str, self._input.shape[1:]))})"
             )
+        if len(batch) > 1:
+            return self._infer_batch(batch)
         with torch.inference_mode():
             self._input.copy_(torch.from_numpy(batch))
             if self._graph is not None:
@@ -145,6 +148,29 @@ class TorchBackend(Backend):
             else:
                 self._output = self._model(self._input)
             return self._output.float().cpu().numpy()
+
+    def _infer_batch(self, batch: np.ndarray) -> np.ndarray:
+        """A batch of B > 1 (the whole frame and its tiles): its own input buffer and, on CUDA with
+        ``cuda_graph``, its own graph, made at the first batch of that size."""
+        import torch
+
+        size = len(batch)
+        path = self._batches.get(size)
+        with torch.inference_mode():
+            if path is None:
+                device_input = torch.zeros(
+                    (size, *self._input.shape[1:]), device=self._device, dtype=self._dtype
+                )
+                path = _BatchPath(device_input)
+                if self._device.type == "cuda" and self.use_cuda_graph:
+                    path.graph, path.output = self._capture(lambda: self._model(device_input))
+                self._batches[size] = path
+            path.input.copy_(torch.from_numpy(batch))
+            if path.graph is not None:
+                path.graph.replay()
+            else:
+                path.output = self._model(path.input)
+            return path.output.float().cpu().numpy()
 
     def forward(self) -> Any:
         """Run the model on the device input buffer as it is (no copies, no sync): the model-only
@@ -258,7 +284,7 @@ class TorchBackend(Backend):
         }
 
     def close(self) -> None:
-        self._frames = {}
+        self._frames, self._batches = {}, {}
         self._graph = self._model = self._input = self._output = None
 
 
@@ -272,4 +298,13 @@ class _FramePath:
         self.transform, self.step = transform, step
         self.graph: Any = None
         # (raw head (1, N, 5 + nc), decode_fixed's packed rows) on the device, rewritten per frame
+        self.output: Any = None
+
+
+class _BatchPath:
+    """Device input (B, 3, H, W), output and CUDA graph of ``infer`` for one batch size B > 1."""
+
+    def __init__(self, device_input: Any) -> None:
+        self.input = device_input
+        self.graph: Any = None
         self.output: Any = None

@@ -36,6 +36,7 @@ from stopsign.edge.benchmark import (
     model_file_spec,
 )
 from stopsign.edge.spec import ModelSpecError
+from stopsign.edge.tiles import TileConfig, TileConfigError
 
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "stopsign.onnx"
 # One 720p BGR frame rendered once and pushed forever: see the module docstring.
@@ -64,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--source", default=DEFAULT_SOURCE, help=f"end-to-end source URI (default {DEFAULT_SOURCE})"
     )
+    p.add_argument(
+        "--tiles",
+        nargs="+",
+        default=["none"],
+        help="end-to-end runs per edge-detect --tiles setting, e.g. none auto (default none)",
+    )
     length = p.add_mutually_exclusive_group()
     length.add_argument("--frames", type=int, default=200, help="measured frames per run (default 200)")
     length.add_argument("--duration", type=float, help="measured seconds per run instead of --frames")
@@ -75,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def markdown(runs: list[BenchRun]) -> str:
-    lines = ["| mode | backend | precision | img | batch | frames | FPS | p50 ms | p90 ms | p99 ms | max ms | CPU ms/frame | stages p50 ms (pre/infer/post/track) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| mode | backend | precision | img | tiles | batch | frames | FPS | p50 ms | p90 ms | p99 ms | max ms | CPU ms/frame | stages p50 ms (pre/infer/post/track) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for run in runs:
         lat = run.latency_summary()
         st = run.stages_ms
@@ -89,7 +96,8 @@ def markdown(runs: list[BenchRun]) -> str:
             else "-"
         )
         cpu = f"{run.cpu_ms_per_frame:.1f}" if run.cpu_ms_per_frame is not None else "-"
-        lines.append(f"| {run.mode} | {run.backend} | {run.precision} | {run.img} | {run.batch} | {run.frames} | "
+        tiles = run.tiles if run.mode == "e2e" else "-"
+        lines.append(f"| {run.mode} | {run.backend} | {run.precision} | {run.img} | {tiles} | {run.batch} | {run.frames} | "
                      f"{run.fps:.1f} | {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {lat['max']:.2f} | {cpu} | {stages} |")  # fmt: skip
     return "\n".join(lines)
 
@@ -108,7 +116,10 @@ def plot(runs: list[BenchRun], out: Path) -> None:
             ax.axvline(
                 lat[key], color="black", linestyle=style, linewidth=1, label=f"{key} {lat[key]:.1f} ms"
             )
-        ax.set_title(f"{run.mode} {run.backend} {run.precision} {run.img}px batch {run.batch}", fontsize=9)
+        tiles = f" tiles {run.tiles}" if run.mode == "e2e" and run.tiles != "none" else ""
+        ax.set_title(
+            f"{run.mode} {run.backend} {run.precision} {run.img}px batch {run.batch}{tiles}", fontsize=9
+        )
         ax.legend(fontsize=7)
     axes[-1, 0].set_xlabel("latency (ms)")
     fig.tight_layout()
@@ -143,18 +154,22 @@ def select_models(models: list[Path], img: list[int] | None, precision: list[str
 
 def _collect(args: argparse.Namespace) -> list[BenchRun]:
     plan = [
-        (model, backend, mode, batch)
+        (model, backend, mode, batch, tiles)
         for model in select_models(args.model, args.img, args.precision)
         for backend in args.backend
         for mode in (("model", "e2e") if args.mode == "both" else (args.mode,))
         for batch in (args.batch if mode == "model" else [1])
+        for tiles in (args.tiles if mode == "e2e" else ["none"])
     ]
     runs: list[BenchRun] = []
-    for number, (model, backend, mode, batch) in enumerate(plan, 1):
-        print(f"edge-bench: [{number}/{len(plan)}] {mode} {backend} batch {batch} {model}", file=sys.stderr)
+    for number, (model, backend, mode, batch, tiles) in enumerate(plan, 1):
+        what = f"tiles {tiles}" if mode == "e2e" else f"batch {batch}"
+        print(f"edge-bench: [{number}/{len(plan)}] {mode} {backend} {what} {model}", file=sys.stderr)
         if mode == "e2e":
             runs.append(
-                bench_e2e(model, backend, args.source, args.frames, args.warmup, args.threads, args.duration)
+                bench_e2e(
+                    model, backend, args.source, args.frames, args.warmup, args.threads, args.duration, tiles
+                )
             )
             continue
         try:
@@ -178,6 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "edge-bench: --frames must be >= 2, --warmup >= 0, --batch >= 1, --duration > 0", file=sys.stderr
         )
         return 2
+    for tiles in args.tiles:
+        try:
+            TileConfig.parse(tiles)
+        except TileConfigError as exc:
+            print(f"edge-bench: --tiles: {exc}", file=sys.stderr)
+            return 2
     missing = [str(m) for m in args.model if not m.exists()]  # a torch checkpoint is a folder
     if missing:
         print(f"edge-bench: model {', '.join(missing)} not found", file=sys.stderr)

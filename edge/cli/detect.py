@@ -50,6 +50,7 @@ from stopsign.edge.sources.launch import CameraOptions
 from stopsign.edge.sources.sanity import SanityOptions
 from stopsign.edge.sources.uri import SourceURIError, parse_size, parse_source_uri
 from stopsign.edge.spec import ModelSpec, ModelSpecError
+from stopsign.edge.tiles import TileConfig
 from stopsign.edge.tracking import CameraIntrinsics, SpeedInput, Tracker, TrackerConfig
 
 log = logging.getLogger("edge-detect")
@@ -104,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--conf", type=float, help="confidence floor of reported detections (default 0.25)")
     mod.add_argument("--iou", type=float, help="NMS IoU (default: the model's)")
     mod.add_argument("--img", type=int, help="expected network input size; must match the model")
+    mod.add_argument(
+        "--tiles",
+        help="high-resolution tiles batched with the whole frame, for far signs: none (default), auto "
+        "(video: a band on the horizon; image folders: an overlapping grid) or x,y,w,h[;x,y,w,h] "
+        "in pixels or fractions of the frame",
+    )
     run = p.add_argument_group("run")
     run.add_argument("--budget-ms", type=float, help="latency budget, capture to result (default 100)")
     run.add_argument("--max-frames", type=int, help="stop after this many frames (0: no limit)")
@@ -180,6 +187,14 @@ def make_sinks(config: DetectConfig, spec: ModelSpec, source: Source) -> list[Si
     if config.udp:
         sinks.append(UdpSink(config.udp, names))
     return sinks
+
+
+def principal_point(config: DetectConfig) -> tuple[float, float] | None:
+    """The camera's (cx, cy) from a drive's meta.json, for ``--tiles auto``; None when unknown."""
+    intrinsics = drive_intrinsics(config.uri)
+    if intrinsics is None or intrinsics.cx is None or intrinsics.cy is None:
+        return None
+    return float(intrinsics.cx), float(intrinsics.cy)
 
 
 def drive_intrinsics(uri: str) -> CameraIntrinsics | None:
@@ -259,6 +274,8 @@ def run_detect(
             health_stream=health_stream if config.health else None,
             max_consecutive_failures=config.max_backend_failures,
             sanity=SanityOptions(check_identical=config.reject_identical),
+            tiles=TileConfig.parse(config.tiles),
+            principal_point=principal_point(config),
         )
         channel.emit(
             "started",

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from stopsign.edge.sources.uri import parse_size
+from stopsign.edge.tiles import TileConfig, TileConfigError
 
 
 class ConfigError(ValueError):
@@ -31,6 +32,8 @@ class DetectConfig:
     conf: float = 0.25
     iou: float | None = None
     img: int | None = None
+    # High-resolution tiles batched with the whole frame: none | auto | x,y,w,h[;...] (stopsign.edge.tiles)
+    tiles: str = "none"
     budget_ms: float = 100.0
     max_frames: int = 0
     live: bool | None = None
@@ -103,6 +106,10 @@ class DetectConfig:
             fail("stay_threshold", "must be in [0, 1]")
         if self.img is not None and self.img <= 0:
             fail("img", "must be > 0")
+        try:
+            TileConfig.parse(self.tiles)
+        except TileConfigError as exc:
+            raise ConfigError(str(exc)) from None
         if self.camera_fps is not None and self.camera_fps <= 0:
             fail("camera_fps", "must be > 0")
         if self.camera_size is not None:

@@ -5,6 +5,7 @@
     edge-replay DRIVE/ --expected FILE         compare with a given file
     edge-replay DRIVE/ --realtime              recorded speed, live-mode frame skipping
     edge-replay DRIVES/* --report out/         table + timeline PNG per drive (labels when present)
+    edge-replay DRIVES/* --report out/ --tiles auto --enter-threshold 0.4   the same, another set-up
 
 Exit codes: 0 match (or written); 1 mismatch, with a diff naming frames and events; 2 bad input.
 """
@@ -32,6 +33,7 @@ from stopsign.edge.replay.metrics import drive_metrics
 from stopsign.edge.replay.report import markdown_table, timeline_png
 from stopsign.edge.replay.runner import ReplayResult, replay
 from stopsign.edge.spec import ModelSpecError
+from stopsign.edge.tiles import TileConfig, TileConfigError
 from stopsign.edge.tracking import AHEAD
 
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "stopsign.onnx"
@@ -54,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--realtime", action="store_true", help="recorded speed with live-mode frame skipping")
     p.add_argument("--tolerance", default="iou=0.9,score=0.02", help="box IoU and score tolerance")
     p.add_argument("--report", type=Path, help="write report.md and a timeline PNG per drive here")
+    p.add_argument(
+        "--tiles", default="none", help="high-resolution tiles as in edge-detect: none, auto or x,y,w,h[;...]"
+    )
+    p.add_argument(
+        "--enter-threshold",
+        type=float,
+        help="tracker enter threshold instead of the model's operating one (stay: 0.6 x enter)",
+    )
     p.add_argument("--threads", type=int, default=1, help="CPU threads (1: identical results on every run)")
     return p
 
@@ -85,6 +95,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"edge-replay: {exc}", file=sys.stderr)
         return 2
+    try:
+        tiles = TileConfig.parse(args.tiles)
+    except TileConfigError as exc:
+        print(f"edge-replay: --tiles: {exc}", file=sys.stderr)
+        return 2
+    if args.enter_threshold is not None and not 0.0 < args.enter_threshold <= 1.0:
+        print(
+            f"edge-replay: --enter-threshold must be in (0, 1], got {args.enter_threshold}", file=sys.stderr
+        )
+        return 2
+    if args.update_expected and (tiles.enabled or args.enter_threshold is not None):
+        print("edge-replay: expected outputs are for the runtime's defaults: --update-expected takes "
+              "neither --tiles nor --enter-threshold", file=sys.stderr)  # fmt: skip
+        return 2
     if args.expected and len(args.drives) != 1:
         print("edge-replay: --expected takes exactly one drive", file=sys.stderr)
         return 2
@@ -95,7 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for drive in args.drives:
         try:
-            result = replay(drive, args.model, args.backend, args.conf, args.realtime, args.threads)
+            result = replay(
+                drive, args.model, args.backend, args.conf, args.realtime, args.threads, tiles, args.enter_threshold
+            )  # fmt: skip
             labels = read_labels(drive, len(result.timestamps))
             if args.update_expected:
                 print(f"{drive}: wrote {write_expected(result)}")

@@ -1,6 +1,6 @@
 """Deterministic replay of a recorded drive: every frame, the recorded clock, no wall time.
 
-The same stages as ``edge-detect`` (the pipeline's Preprocessor, a registered backend, the shared
+The same stages as ``edge-detect`` (the pipeline's FrameBatcher, a registered backend, the shared
 decode + NMS, the tracker), fed from the decoded video in order. ``realtime=True`` instead paces
 the frames at their recorded times and, like a live camera, skips the frames that arrived while
 the previous one was being processed - what the car would have seen on this hardware.
@@ -16,10 +16,10 @@ from typing import Any
 from stopsign.edge.artifacts import sha256_file
 from stopsign.edge.backends.base import Backend, BackendOptions, resolve_backend
 from stopsign.edge.detections import Detections
-from stopsign.edge.pipeline import Preprocessor
-from stopsign.edge.postprocess import decode_yolov5
+from stopsign.edge.preprocess import FrameBatcher
 from stopsign.edge.replay.drive import open_drive, read_frames
 from stopsign.edge.spec import ModelSpec
+from stopsign.edge.tiles import TileConfig
 from stopsign.edge.tracking import CameraIntrinsics, Tracker, TrackerConfig
 
 
@@ -43,8 +43,13 @@ class ReplayResult:
     timestamps: list[int] = field(default_factory=list)
 
 
-def tracker_config_for(spec: ModelSpec, meta: dict[str, Any]) -> TrackerConfig:
-    """The runtime's defaults: enter at the operating threshold, focal length from meta.json."""
+def tracker_config_for(
+    spec: ModelSpec, meta: dict[str, Any], enter_threshold: float | None = None
+) -> TrackerConfig:
+    """The runtime's defaults: enter at the operating threshold (or ``enter_threshold``; stay at
+    0.6 x enter either way), focal length from meta.json."""
+    if enter_threshold is not None:
+        spec = spec.replace(operating_threshold=enter_threshold)
     return TrackerConfig.from_spec(spec, intrinsics=CameraIntrinsics.from_meta(meta))
 
 
@@ -65,23 +70,32 @@ def replay(
     conf: float = 0.25,
     realtime: bool = False,
     threads: int = 1,
+    tiles: TileConfig | None = None,
+    enter_threshold: float | None = None,
 ) -> ReplayResult:
-    """Replay ``folder`` through ``model``; see the module docstring."""
+    """Replay ``folder`` through ``model``; see the module docstring.
+
+    ``tiles``: high-resolution tiles as in ``edge-detect --tiles`` (placed with the drive's
+    intrinsics). ``enter_threshold``: the tracker's, instead of the model's operating threshold.
+    """
     drive = open_drive(folder)
     images = read_frames(drive)
     runner, spec = load_backend(Path(model), backend, threads)
     result = ReplayResult(Path(folder), sha256_file(model), spec, timestamps=[t for _, t in drive.timestamps])
-    preprocess = Preprocessor(spec)
-    tracker = Tracker(tracker_config_for(spec, drive.meta))
+    intrinsics = CameraIntrinsics.from_meta(drive.meta)
+    centre = None
+    if intrinsics is not None and intrinsics.cx is not None and intrinsics.cy is not None:
+        centre = (float(intrinsics.cx), float(intrinsics.cy))
+    batcher = FrameBatcher(spec, tiles, still=False, principal_point=centre)
+    tracker = Tracker(tracker_config_for(spec, drive.meta, enter_threshold))
     start_wall = time.monotonic_ns()
     first_ns = drive.timestamps[0][1] if drive.timestamps else 0
     index = 0
     try:
         while index < len(images):
             timestamp = drive.timestamps[index][1]
-            network_input, transform = preprocess(images[index])
-            raw = runner.infer(network_input)
-            detections = decode_yolov5(raw, conf, spec.nms_iou, transform, nms_done=runner.output_suppressed)
+            raw = runner.infer(batcher(images[index]))
+            detections = batcher.decode(raw, conf, spec.nms_iou, nms_done=runner.output_suppressed)
             events = tracker.update(detections, index, timestamp)
             result.events += [e.to_dict() for e in events]
             tracks = [

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stopsign.edge.letterbox import letterbox, to_network_input
-from stopsign.edge.pipeline import Preprocessor
+from stopsign.edge.preprocess import Preprocessor
 from stopsign.edge.spec import ModelSpec
 
 

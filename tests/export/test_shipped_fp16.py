@@ -16,8 +16,8 @@ import pytest
 
 from stopsign.edge.backends.base import BackendOptions
 from stopsign.edge.backends.onnxruntime import OnnxRuntimeBackend
-from stopsign.edge.pipeline import Preprocessor
 from stopsign.edge.postprocess import decode_yolov5
+from stopsign.edge.preprocess import Preprocessor
 from stopsign.edge.spec import ONNX_METADATA_KEY
 from stopsign.export.fp16 import convert_to_fp16
 

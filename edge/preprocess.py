@@ -1,0 +1,124 @@
+"""Host preprocessing of the detection loop: letterbox into reused buffers, and whole frame + tiles.
+
+:class:`Preprocessor` letterboxes one frame into one network input. :class:`FrameBatcher` puts
+the whole frame and the high-resolution tiles of :mod:`stopsign.edge.tiles` into one batch
+(1 + T, 3, H, W), and turns the backend's output for that batch back into one ``Detections`` in
+frame pixels. Without tiles it is exactly the single-image path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stopsign.edge.detections import Detections
+from stopsign.edge.letterbox import LetterboxTransform, compute_transform, letterbox, to_network_input
+from stopsign.edge.postprocess import decode_yolov5
+from stopsign.edge.spec import ModelSpec
+from stopsign.edge.tiles import Tile, TileConfig, merge, tile_to_frame
+
+
+class Preprocessor:
+    """Letterbox + scale into buffers allocated once: (H, W, 3) uint8 and (1, 3, H, W) float32.
+
+    While the frame size stays the same, the border of the network input is already converted
+    and only the image region is rescaled (at 16:9 that is ~55% of the input, 0.36 -> 0.16 ms at 416).
+    """
+
+    def __init__(self, spec: ModelSpec, network_input: np.ndarray | None = None) -> None:
+        """``network_input``: a (1, 3, H, W) float32 buffer to write into (e.g. one slot of a batch)."""
+        h, w = spec.input_size
+        self.spec = spec
+        self.letterboxed = np.empty((h, w, 3), np.uint8)
+        if network_input is None:
+            network_input = np.empty((1, 3, h, w), np.float32)
+        elif network_input.shape != (1, 3, h, w) or network_input.dtype != np.float32:
+            raise ValueError(
+                f"Preprocessor: network_input must be (1, 3, {h}, {w}) float32, got {network_input.shape}"
+            )
+        self.network_input = network_input
+        self._source_size: tuple[int, int] | None = None  # frame (h, w) the border was converted for
+        self._region = (slice(0, h), slice(0, w))
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, LetterboxTransform]:
+        spec = self.spec
+        _, transform = letterbox(image, spec.input_size, spec.pad_value, out=self.letterboxed)
+        rgb = spec.color_order == "RGB"
+        if transform.source_size == self._source_size:
+            rows, cols = self._region
+            out = self.network_input[:, :, rows, cols]
+            to_network_input(self.letterboxed[rows, cols], spec.scale, rgb, out=out)
+        else:
+            to_network_input(self.letterboxed, spec.scale, rgb, out=self.network_input)
+            _, (new_h, new_w) = compute_transform(transform.source_size, spec.input_size)
+            top, left = int(transform.pad_y), int(transform.pad_x)
+            self._region = (slice(top, top + new_h), slice(left, left + new_w))
+            self._source_size = transform.source_size
+        return self.network_input, transform
+
+
+class FrameBatcher:
+    """Whole frame + tiles -> one (1 + T, 3, H, W) float32 batch; the batch output -> one Detections.
+
+    Buffers are allocated once per frame size (the tile plan depends on it). Slot 0 is always the
+    whole frame; slot ``i`` is ``tiles[i - 1]``.
+
+    Args:
+        spec: the model's ModelSpec (input size, colour order, scale, pad value).
+        tiles: what ``--tiles`` asked for.
+        still: frames are still photos (``auto`` then covers the image with a grid).
+        principal_point: the camera's (cx, cy) in frame pixels, for ``auto`` on video.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        tiles: TileConfig | None = None,
+        still: bool = False,
+        principal_point: tuple[float, float] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.config = tiles or TileConfig()
+        self.still = still
+        self.principal_point = principal_point
+        self.frame_hw: tuple[int, int] | None = None
+        self.tiles: list[Tile] = []
+        self.batch = np.empty((1, 3, *spec.input_size), np.float32)
+        self._slots = [Preprocessor(spec, self.batch[0:1])]
+        self._transforms: list[LetterboxTransform] = []
+
+    def plan(self, frame_hw: tuple[int, int]) -> list[Tile]:
+        """The tiles for frames of this (h, w); (re)allocates the batch when the plan changes."""
+        if frame_hw != self.frame_hw:
+            tiles = self.config.plan(frame_hw, self.spec.input_size, self.still, self.principal_point)
+            if len(tiles) + 1 != self.batch.shape[0]:
+                self.batch = np.empty((len(tiles) + 1, 3, *self.spec.input_size), np.float32)
+                self._slots = [Preprocessor(self.spec, self.batch[i : i + 1]) for i in range(len(tiles) + 1)]
+            self.tiles, self.frame_hw = tiles, frame_hw
+        return self.tiles
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """HxWx3 uint8 BGR frame -> the network batch (a reused buffer: consume it before the next call)."""
+        tiles = self.plan(image.shape[:2])
+        _, whole = self._slots[0](image)
+        self._transforms = [whole]
+        for slot, tile in zip(self._slots[1:], tiles):
+            _, transform = slot(tile.crop(image))
+            self._transforms.append(transform)
+        return self.batch
+
+    def decode(self, raw: np.ndarray, conf: float, iou: float, nms_done: bool = False) -> Detections:
+        """Backend output for the last batch (1 + T, N, 5 + nc) -> Detections in frame pixels."""
+        if raw.ndim != 3 or raw.shape[0] != len(self._transforms):
+            raise ValueError(
+                f"FrameBatcher.decode: output shape {raw.shape} does not hold {len(self._transforms)} "
+                "images (the whole frame and its tiles)"
+            )
+        whole = decode_yolov5(raw[0], conf, iou, self._transforms[0], nms_done=nms_done)
+        if not self.tiles:
+            return whole
+        assert self.frame_hw is not None
+        parts = [whole]
+        for index, tile in enumerate(self.tiles, start=1):
+            found = decode_yolov5(raw[index], conf, iou, self._transforms[index], nms_done=nms_done)
+            parts.append(tile_to_frame(found, tile, self.frame_hw))
+        return merge(parts, iou)
