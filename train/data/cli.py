@@ -1,4 +1,4 @@
-"""``edge-data``: import, check, split, synth, stats, preview, merge and drive-from-stills."""
+"""``edge-data``: import, check, split, synth, far-signs, far-drives, stats, preview, merge and drive-from-stills."""
 
 from __future__ import annotations
 
@@ -63,6 +63,26 @@ def _cmd_split(args: argparse.Namespace) -> int:
     from stopsign.train.data.split import split_dataset
 
     print("\n".join(split_dataset(args.dir, val=args.val, seed=args.seed).lines()))
+    return 0
+
+
+def _cmd_far_signs(args: argparse.Namespace) -> int:
+    from stopsign.train.data.synth.far_signs import generate_far_signs
+
+    counts = generate_far_signs(args.real, args.out, args.part, args.per_frame, args.seed)
+    print(f"far-signs ({args.part}): {counts['images']} images, {counts['signs']} signs from "
+          f"{counts['frames']} frames -> {args.out}")  # fmt: skip
+    return 0
+
+
+def _cmd_far_drives(args: argparse.Namespace) -> int:
+    from stopsign.train.data.far_drives import ApproachOptions, far_drives_from_dataset
+
+    if not (0 < args.end_m < args.start_m) or args.speed_kmh <= 0 or args.fps <= 0:
+        raise DatasetError("need 0 < --end-m < --start-m, --speed-kmh > 0 and --fps > 0")
+    options = ApproachOptions(args.start_m, args.end_m, args.speed_kmh, args.fps)
+    for folder in far_drives_from_dataset(args.real, args.out, args.n, args.seed, options):
+        print(f"wrote {folder}")
     return 0
 
 
@@ -173,6 +193,34 @@ def build_parser() -> argparse.ArgumentParser:
         "or a comma-separated list of kinds",
     )
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser(
+        "far-signs", help="far stop signs composited into real stop-free car frames (never val.txt's)"
+    )
+    p.add_argument("real", type=Path, help="canonical data folder with the real frames (e.g. data/real)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument(
+        "--part",
+        choices=["train", "val"],
+        default="train",
+        help="train: composites to train on; val: a separate far-sign validation set from other frames",
+    )
+    p.add_argument("--per-frame", type=int, default=3, help="composites per background frame (default 3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_far_signs)
+
+    p = sub.add_parser(
+        "far-drives", help="drives approaching a far sign composited into real car frames (far-val frames)"
+    )
+    p.add_argument("real", type=Path, help="canonical data folder with the real frames (e.g. data/real)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--n", type=int, default=8, help="number of drives (default 8)")
+    p.add_argument("--start-m", type=float, default=70.0, help="distance at the first frame (default 70)")
+    p.add_argument("--end-m", type=float, default=10.0, help="distance at the last frame (default 10)")
+    p.add_argument("--speed-kmh", type=float, default=50.0)
+    p.add_argument("--fps", type=float, default=15.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_far_drives)
 
     p = sub.add_parser("stats", help="counts per source/role/split, box sizes")
     p.add_argument("dir", type=Path)
