@@ -55,7 +55,10 @@ class BenchRun:
 
     @property
     def fps(self) -> float:
-        return self.frames * self.batch / self.wall_s if self.wall_s > 0 else 0.0
+        """Images per second model-only (batch x calls); frames per second end to end (a frame's
+        tiles are part of that frame)."""
+        per_call = self.batch if self.mode == "model" else 1
+        return self.frames * per_call / self.wall_s if self.wall_s > 0 else 0.0
 
     @property
     def cpu_percent(self) -> float | None:

@@ -20,6 +20,11 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
         "stopsign.train.import_yolov5",
         "convert an official pickled YOLOv5 checkpoint, safely",
     ),
+    (
+        "import-onnx",
+        "stopsign.train.import_onnx",
+        "a checkpoint back from an exported FP32 ONNX, to fine-tune",
+    ),
 ]
 
 

@@ -2,7 +2,7 @@
 # Entry point of the stopsign-edge container (deploy/jetson/Dockerfile).
 #
 #   (no arguments) or options   build or refresh the TensorRT engine for this device, then run
-#                               edge-detect with CAMERA, ENGINE, BUDGET_MS, EDGE_DETECT_ARGS
+#                               edge-detect with CAMERA, ENGINE, BUDGET_MS, TILES, EDGE_DETECT_ARGS
 #                               and the options given
 #   check                       print TensorRT, CUDA, GStreamer, cameras and nvarguscamerasrc
 #   any other command           run it (e.g. bash)
@@ -21,6 +21,7 @@ CAMERA="${CAMERA:-/dev/video0}"
 PRECISION="${PRECISION:-fp16}"
 ENGINE="${ENGINE:-$STATE_DIR/engines/stopsign.$PRECISION.engine}"
 BUDGET_MS="${BUDGET_MS:-33}"
+TILES="${TILES:-auto}"
 if [[ -z "${ONNX:-}" ]]; then
     ONNX="$(python3 -c 'import importlib.resources as r; print(r.files("stopsign.edge.assets") / "stopsign.onnx")')"
 fi
@@ -32,4 +33,4 @@ mkdir -p "$(dirname "$ENGINE")"
 # into the volume; --if-stale reuses a current one and rebuilds a stale one.
 edge-export engine "$ONNX" --precision "$PRECISION" --if-stale \
     --timing-cache "$STATE_DIR/engines/timing.cache" --out "$ENGINE"
-exec edge-detect --camera "$CAMERA" --model "$ENGINE" --budget-ms "$BUDGET_MS" "${extra_args[@]}" "$@"
+exec edge-detect --camera "$CAMERA" --model "$ENGINE" --budget-ms "$BUDGET_MS" --tiles "$TILES" "${extra_args[@]}" "$@"

@@ -235,16 +235,22 @@ class TensorRTBackend(Backend):
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """(B, 3, H, W) float32 -> (B, N, 5 + nc) float32 raw head, or (B, K, 5 + nc) kept rows for
-        EfficientNMS engines (see the module docstring). B must lie in the engine's batch range."""
+        EfficientNMS engines (see the module docstring). More images than the engine's batch profile
+        takes (``edge-export engine --batch N`` sets it) run in chunks."""
         if self._cuda is None or self.spec is None:
             raise BackendError("tensorrt backend: infer() before load()")
         low, high = self.batch_range
         expected = self._host[self._input].shape[1:]
-        if batch.ndim != 4 or batch.shape[1:] != expected or not low <= len(batch) <= high:
+        if batch.ndim != 4 or batch.shape[1:] != expected or len(batch) < low:
             raise BackendError(
                 f"tensorrt backend: input shape {batch.shape}, engine takes (B, {', '.join(map(str, expected))}) "
-                f"with B in [{low}, {high}] (build it with `edge-export engine --batch N` for more)"
+                f"with B in [{low}, {high}]"
             )
+        if len(batch) > high:  # more images than the engine's profile: in chunks (one call each)
+            parts = [self.infer(batch[i : i + high]) for i in range(0, len(batch), high)]
+            if self.output_suppressed:
+                return stack_rows([rows for part in parts for rows in part], 5 + self.spec.num_classes)
+            return np.concatenate(parts)
         self._set_batch(len(batch))
         np.copyto(self._view(self._input), batch, casting="same_kind")  # float32 -> the engine's dtype
         if self._graph is not None:

@@ -52,6 +52,7 @@ from stopsign.edge.sources.uri import SourceURIError, parse_size, parse_source_u
 from stopsign.edge.spec import ModelSpec, ModelSpecError
 from stopsign.edge.tiles import TileConfig
 from stopsign.edge.tracking import CameraIntrinsics, SpeedInput, Tracker, TrackerConfig
+from stopsign.edge.tracking.config import ENTER_FRACTION
 
 log = logging.getLogger("edge-detect")
 
@@ -124,7 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     trk.add_argument("--confirm", help="confirm a sign after M hits in the last N frames (default 3/4)")
     trk.add_argument("--max-age", type=float, help="seconds a track coasts without a hit (default 0.5)")
     trk.add_argument(
-        "--stay-threshold", type=float, help="score that keeps a confirmed track (default 0.6 x operating)"
+        "--enter-threshold",
+        type=float,
+        help="score that starts a track or counts towards confirmation (default 0.8 x the model's operating)",
+    )
+    trk.add_argument(
+        "--stay-threshold", type=float, help="score that keeps a confirmed track (default 0.6 x enter)"
     )
     trk.add_argument("--focal-px", type=float, help="camera focal length in pixels (drives: from meta.json)")
     trk.add_argument("--sign-size-m", type=float, help="real sign height for distance (default 0.75)")
@@ -209,7 +215,7 @@ def drive_intrinsics(uri: str) -> CameraIntrinsics | None:
 
 
 def make_tracker(spec: ModelSpec, config: DetectConfig, still_images: bool) -> TrackerLike | None:
-    """The temporal tracker, entering at the model's operating threshold (None for still images)."""
+    """The temporal tracker, entering at 0.8 x the model's operating threshold unless told (None for stills)."""
     if still_images:
         return None
     hits, _, window = config.confirm.partition("/")
@@ -221,8 +227,11 @@ def make_tracker(spec: ModelSpec, config: DetectConfig, still_images: bool) -> T
         "intrinsics": drive_intrinsics(config.uri),
         "sign_size_m": config.sign_size_m,
     }
+    if config.enter_threshold is not None:
+        changes["enter_threshold"] = config.enter_threshold
     if config.stay_threshold is not None:
-        changes["stay_threshold"] = min(config.stay_threshold, spec.operating_threshold)
+        enter = config.enter_threshold or ENTER_FRACTION * spec.operating_threshold
+        changes["stay_threshold"] = min(config.stay_threshold, enter)
     tracker_config = TrackerConfig.from_spec(spec, **changes)
     speed = SpeedInput.fixed_kmh(config.speed_kmh) if config.speed_kmh is not None else None
     print(f"edge-detect {tracker_config.describe()}", file=sys.stderr)

@@ -52,9 +52,11 @@ class DetectConfig:
     health: bool = True
     max_backend_failures: int = 3
     reject_identical: bool = True
-    # Temporal smoothing (stopsign.edge.tracking): thresholds default to the model's operating one.
+    # Temporal smoothing (stopsign.edge.tracking): enter at 0.8 x the model's operating threshold,
+    # stay at 0.6 x enter, unless given.
     confirm: str = "3/4"
     max_age: float = 0.5
+    enter_threshold: float | None = None
     stay_threshold: float | None = None
     focal_px: float | None = None
     sign_size_m: float = 0.75
@@ -104,6 +106,13 @@ class DetectConfig:
             fail("speed_kmh", "must be >= 0")
         if self.stay_threshold is not None and not 0.0 <= self.stay_threshold <= 1.0:
             fail("stay_threshold", "must be in [0, 1]")
+        if self.enter_threshold is not None and not 0.0 < self.enter_threshold <= 1.0:
+            fail("enter_threshold", "must be in (0, 1]")
+        if (
+            None not in (self.enter_threshold, self.stay_threshold)
+            and self.stay_threshold > self.enter_threshold
+        ):  # type: ignore[operator]
+            fail("stay_threshold", f"must not exceed enter_threshold {self.enter_threshold}")
         if self.img is not None and self.img <= 0:
             fail("img", "must be > 0")
         try:

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--enter-threshold",
         type=float,
-        help="tracker enter threshold instead of the model's operating one (stay: 0.6 x enter)",
+        help="tracker enter threshold instead of 0.8 x the model's operating one (stay: 0.6 x enter)",
     )
     p.add_argument("--threads", type=int, default=1, help="CPU threads (1: identical results on every run)")
     return p

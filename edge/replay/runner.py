@@ -46,11 +46,12 @@ class ReplayResult:
 def tracker_config_for(
     spec: ModelSpec, meta: dict[str, Any], enter_threshold: float | None = None
 ) -> TrackerConfig:
-    """The runtime's defaults: enter at the operating threshold (or ``enter_threshold``; stay at
-    0.6 x enter either way), focal length from meta.json."""
+    """The runtime's defaults (``TrackerConfig.from_spec``), or ``enter_threshold`` (the stay
+    threshold follows it), with the focal length from meta.json."""
+    changes: dict[str, object] = {"intrinsics": CameraIntrinsics.from_meta(meta)}
     if enter_threshold is not None:
-        spec = spec.replace(operating_threshold=enter_threshold)
-    return TrackerConfig.from_spec(spec, intrinsics=CameraIntrinsics.from_meta(meta))
+        changes["enter_threshold"] = enter_threshold
+    return TrackerConfig.from_spec(spec, **changes)
 
 
 def load_backend(model: Path, backend: str = "auto", threads: int = 1) -> tuple[Backend, ModelSpec]:
@@ -76,7 +77,7 @@ def replay(
     """Replay ``folder`` through ``model``; see the module docstring.
 
     ``tiles``: high-resolution tiles as in ``edge-detect --tiles`` (placed with the drive's
-    intrinsics). ``enter_threshold``: the tracker's, instead of the model's operating threshold.
+    intrinsics). ``enter_threshold``: the tracker's, instead of the default from the ModelSpec.
     """
     drive = open_drive(folder)
     images = read_frames(drive)

@@ -23,16 +23,32 @@ def run(path: Path, batch: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", ["stopsign.onnx", "stopsign.int8.onnx"])
-def test_shipped_models_batch_exactly(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    source = SHIPPED / name
+def test_shipped_models_have_a_dynamic_batch(name: str) -> None:
+    assert inspect_onnx(SHIPPED / name).dynamic_batch
+
+
+def test_a_fixed_batch_export_batches_exactly(
+    fp32_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "dyn.onnx"
-    assert main(["dynamic-batch", str(source), "--out", str(out)]) == 0
+    assert main(["dynamic-batch", str(fp32_onnx), "--out", str(out)]) == 0
     assert "batch axis: dynamic" in capsys.readouterr().out
-    assert inspect_onnx(out).dynamic_batch and not inspect_onnx(source).dynamic_batch
-    assert read_spec_from_onnx(out) == read_spec_from_onnx(source)
-    batch = np.random.default_rng(0).random((3, 3, 416, 416), dtype=np.float32)
+    assert inspect_onnx(out).dynamic_batch and not inspect_onnx(fp32_onnx).dynamic_batch
+    assert read_spec_from_onnx(out) == read_spec_from_onnx(fp32_onnx)
+    batch = np.random.default_rng(0).random(
+        (3, 3, *read_spec_from_onnx(fp32_onnx).input_size), dtype=np.float32
+    )
     together = run(out, batch)
-    alone = np.concatenate([run(source, batch[i : i + 1]) for i in range(3)])
+    alone = np.concatenate([run(fp32_onnx, batch[i : i + 1]) for i in range(3)])
+    np.testing.assert_array_equal(together, alone)
+
+
+@pytest.mark.parametrize("name", ["stopsign.onnx", "stopsign.int8.onnx"])
+def test_shipped_models_give_each_image_of_a_batch_what_it_gives_alone(name: str) -> None:
+    path = SHIPPED / name
+    batch = np.random.default_rng(0).random((3, 3, 416, 416), dtype=np.float32)
+    together = run(path, batch)
+    alone = np.concatenate([run(path, batch[i : i + 1]) for i in range(3)])
     np.testing.assert_array_equal(together, alone)
 
 
@@ -59,8 +75,8 @@ def test_not_an_onnx_file_is_a_clear_error(tmp_path: Path, capsys: pytest.Captur
 
 
 @pytest.mark.parametrize(("batch", "fits"), [(1, True), (3, False), (0, False)])
-def test_engine_batch_needs_a_dynamic_or_matching_onnx(batch: int, fits: bool) -> None:
-    source = SHIPPED / "stopsign.onnx"  # fixed at 1
+def test_engine_batch_needs_a_dynamic_or_matching_onnx(fp32_onnx: Path, batch: int, fits: bool) -> None:
+    source = fp32_onnx  # fixed at 1
     if fits:
         check_batch_fits(source, batch)
     else:
@@ -68,7 +84,5 @@ def test_engine_batch_needs_a_dynamic_or_matching_onnx(batch: int, fits: bool) -
             check_batch_fits(source, batch)
 
 
-def test_engine_batch_accepts_a_dynamic_onnx(tmp_path: Path) -> None:
-    out = tmp_path / "dyn.onnx"
-    assert main(["dynamic-batch", str(SHIPPED / "stopsign.onnx"), "--out", str(out)]) == 0
-    check_batch_fits(out, 7)
+def test_engine_batch_accepts_a_dynamic_onnx() -> None:
+    check_batch_fits(SHIPPED / "stopsign.onnx", 7)

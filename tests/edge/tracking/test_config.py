@@ -27,14 +27,18 @@ def test_out_of_range_values_are_named(changes: dict, message: str) -> None:
         TrackerConfig(**changes)
 
 
-def test_from_spec_enters_at_the_operating_threshold() -> None:
+def test_from_spec_enters_below_the_operating_threshold() -> None:
     spec = ModelSpec(class_names=["stop_sign"], operating_threshold=0.42)
     config = TrackerConfig.from_spec(spec)
-    assert config.enter_threshold == pytest.approx(0.42)
-    assert config.stay_threshold == pytest.approx(0.6 * 0.42, abs=1e-4)
+    assert config.enter_threshold == pytest.approx(0.8 * 0.42, abs=1e-4)
+    assert config.stay_threshold == pytest.approx(0.6 * 0.8 * 0.42, abs=1e-4)
+    given = TrackerConfig.from_spec(spec, enter_threshold=0.3)
+    assert (given.enter_threshold, given.stay_threshold) == (0.3, pytest.approx(0.18))
     assert TrackerConfig.from_spec(spec, stay_threshold=0.2, confirm_hits=2).confirm_hits == 2
     with pytest.raises(TrackerConfigError, match="must not exceed"):
         TrackerConfig.from_spec(spec, stay_threshold=0.9)
+    with pytest.raises(TrackerConfigError, match="enter_threshold"):
+        TrackerConfig.from_spec(spec, enter_threshold=1.5)
 
 
 @pytest.mark.parametrize(
