@@ -12,6 +12,16 @@ from stopsign.edge.spec import ModelSpec
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """yolov5n (random weights, nc=1) exported with its ModelSpec at 160x160 by stopsign.export."""
+    return export_tiny(tmp_path_factory.mktemp("model") / "tiny.onnx")
+
+
+@pytest.fixture(scope="session")
+def tiny_dynamic_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same model with a symbolic batch axis (``edge-export onnx --dynamic``)."""
+    return export_tiny(tmp_path_factory.mktemp("model") / "tiny_dynamic.onnx", dynamic=True)
+
+
+def export_tiny(out: Path, dynamic: bool = False) -> Path:
     torch = pytest.importorskip("torch")
     from stopsign.export.onnx_export import export_onnx
     from stopsign.train.model import build_model
@@ -25,4 +35,4 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
         anchors=tuple(tuple(float(v) for v in row) for row in model.anchors_pixels()),
         architecture="yolov5n",
     )
-    return export_onnx(model, spec, tmp_path_factory.mktemp("model") / "tiny.onnx")
+    return export_onnx(model, spec, out, dynamic=dynamic)

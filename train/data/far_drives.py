@@ -27,13 +27,7 @@ from stopsign.edge.artifacts import atomic_write_text
 from stopsign.train.data import layout
 from stopsign.train.data.drives import RECORDER_VERSION, START_MONOTONIC_NS
 from stopsign.train.data.layout import DatasetError
-from stopsign.train.data.synth.far_signs import (
-    BACKGROUND_SOURCES,
-    Placement,
-    RoadCamera,
-    composite_sign,
-    split_backgrounds,
-)
+from stopsign.train.data.synth.far_signs import Placement, RoadCamera, background_frames, composite_sign
 from stopsign.train.data.synth.signs import build_library
 
 
@@ -132,13 +126,7 @@ def far_drives_from_dataset(
     if count < 1:
         raise DatasetError(f"--n must be >= 1, got {count}")
     records = layout.read_sources(real)
-    held_out = {Path(entry).name for entry in layout.read_list(real, layout.VAL_LIST)}
-    frames = [
-        name
-        for name, record in records.items()
-        if record.source in BACKGROUND_SOURCES and record.n_stop == 0 and name not in held_out
-    ]
-    _, val_frames = split_backgrounds(frames, 0.2)
+    val_frames = background_frames(real, "val")
     if len(val_frames) < count:
         raise DatasetError(f"{real}: {len(val_frames)} far-validation frames, need {count}")
     rng = np.random.default_rng(seed)

@@ -10,28 +10,10 @@ import pytest
 from stopsign.edge.backends.base import BackendError, BackendOptions
 from stopsign.edge.backends.onnxruntime import OnnxRuntimeBackend
 from stopsign.edge.backends.tensorrt import stack_rows
-from stopsign.edge.spec import ModelSpec
 
 
 def one_by_one(backend: object, batch: np.ndarray) -> np.ndarray:
     return np.concatenate([backend.infer(batch[i : i + 1]) for i in range(len(batch))])  # type: ignore[attr-defined]
-
-
-@pytest.fixture(scope="module")
-def dynamic_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch = pytest.importorskip("torch")
-    from stopsign.export.onnx_export import export_onnx
-    from stopsign.train.model import build_model
-
-    torch.manual_seed(0)
-    model = build_model("yolov5n", nc=1).eval()
-    spec = ModelSpec(
-        class_names=["stop_sign"],
-        input_size=(160, 160),
-        strides=tuple(int(s) for s in model.strides),
-        anchors=tuple(tuple(float(v) for v in row) for row in model.anchors_pixels()),
-    )
-    return export_onnx(model, spec, tmp_path_factory.mktemp("dyn") / "dyn.onnx", dynamic=True)
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7])
@@ -46,9 +28,9 @@ def test_onnxruntime_fixed_batch_file_runs_image_by_image(tiny_onnx: Path, size:
 
 
 @pytest.mark.parametrize("size", [1, 3])
-def test_onnxruntime_dynamic_batch_file_runs_the_batch_at_once(dynamic_onnx: Path, size: int) -> None:
+def test_onnxruntime_dynamic_batch_file_runs_the_batch_at_once(tiny_dynamic_onnx: Path, size: int) -> None:
     backend = OnnxRuntimeBackend()
-    backend.load(dynamic_onnx, None, BackendOptions(device="cpu"))
+    backend.load(tiny_dynamic_onnx, None, BackendOptions(device="cpu"))
     assert backend.fixed_batch is None
     assert backend.describe()["batch"] == "dynamic"
     batch = np.random.default_rng(0).random((size, 3, 160, 160), dtype=np.float32)

@@ -168,6 +168,22 @@ BACKGROUND_SOURCES = ("gtsdb",)  # car frames at full resolution; the other sets
 JPEG_QUALITY = 92
 
 
+def background_frames(real: Path, part: str, val_fraction: float = 0.2) -> list[str]:
+    """The stop-free car frames of ``real`` outside its ``val.txt``, in the ``part`` ("train" or
+    "val") share of :func:`split_backgrounds`: image names, sorted."""
+    records = layout.read_sources(real)
+    held_out = {Path(entry).name for entry in layout.read_list(real, layout.VAL_LIST)}
+    frames = [
+        name
+        for name, record in records.items()
+        if record.source in BACKGROUND_SOURCES and record.n_stop == 0 and name not in held_out
+    ]
+    if not frames:
+        raise DatasetError(f"{real}: no stop-free {'/'.join(BACKGROUND_SOURCES)} frames outside val.txt")
+    train_frames, val_frames = split_backgrounds(frames, val_fraction)
+    return train_frames if part == "train" else val_frames
+
+
 def generate_far_signs(
     real: Path,
     out: Path,
@@ -189,16 +205,7 @@ def generate_far_signs(
     if out.exists() and any(out.iterdir()):
         raise DatasetError(f"{out}: output folder exists and is not empty; choose a new folder")
     records = layout.read_sources(real)
-    held_out = {Path(entry).name for entry in layout.read_list(real, layout.VAL_LIST)}
-    frames = [
-        name
-        for name, record in records.items()
-        if record.source in BACKGROUND_SOURCES and record.n_stop == 0 and name not in held_out
-    ]
-    if not frames:
-        raise DatasetError(f"{real}: no stop-free {'/'.join(BACKGROUND_SOURCES)} frames outside val.txt")
-    train_frames, val_frames = split_backgrounds(frames, val_fraction)
-    chosen = train_frames if part == "train" else val_frames
+    chosen = background_frames(real, part, val_fraction)
     sprites = build_library()["stop_sign"]
     (out / layout.IMAGES).mkdir(parents=True)
     (out / layout.LABELS).mkdir()
