@@ -5,7 +5,7 @@
 
 Every image of the split goes through the runtime's own path (``FrameBatcher``: the whole frame
 letterboxed, plus the ``--tiles`` plan for still images, then decode, NMS across tiles) on ONNX
-Runtime, at confidence 0.001 for AP. At the operating threshold (the ModelSpec's unless
+Runtime (or ``--backend openvino``), at confidence 0.001 for AP. At the operating threshold (the ModelSpec's unless
 ``--threshold``) it reports, per ground-truth sign size, the recall (IoU >= 0.5, greedy by score):
 sizes are the sign's longer side in the whole-frame network input (``input px``: what the model
 sees without tiles) and in the source image (``frame px``). Also: images per second of model
@@ -92,10 +92,11 @@ def evaluate(
     threshold: float | None,
     threads: int,
     still: bool = True,
+    backend_name: str = "onnxruntime",
 ) -> dict[str, Any]:
     """Run ``model`` with ``tiles`` over ``entries``; the metrics described in the module docstring.
     ``still=False`` plans ``auto`` tiles as for video (the horizon band) instead of the still grid."""
-    backend = resolve_backend("onnxruntime", model)()
+    backend = resolve_backend(backend_name, model)()
     spec = backend.load(model, None, BackendOptions(device="cpu", threads=threads))
     threshold = spec.operating_threshold if threshold is None else threshold
     batcher = FrameBatcher(spec, tiles, still=still)
@@ -129,6 +130,7 @@ def evaluate(
     backend.close()
     metrics = summarize(results, threshold)
     return {
+        "backend": backend_name,
         "tiles": tiles.text() if still or not tiles.enabled else f"{tiles.text()} (video)",
         "threshold": threshold,
         "images": len(entries),
@@ -228,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         "--video-tiles", action="store_true", help="also run --tiles auto as on video (the horizon band)"
     )
     parser.add_argument("--threshold", type=float, help="operating threshold (default: the ModelSpec's)")
+    parser.add_argument("--backend", default="onnxruntime", help="onnxruntime (default) or openvino")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: one per core)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--markdown", type=Path, help="write the table here")
@@ -238,7 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"far_signs: no images in {args.data} split {args.split}", file=sys.stderr)
         return 2
     rows = [
-        evaluate(args.model, entries, TileConfig.parse(t), args.threshold, args.threads) for t in args.tiles
+        evaluate(
+            args.model, entries, TileConfig.parse(t), args.threshold, args.threads, backend_name=args.backend
+        )
+        for t in args.tiles
     ]
     if args.video_tiles:
         rows.append(

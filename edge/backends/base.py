@@ -22,9 +22,13 @@ from stopsign.edge.spec import ModelSpec
 # name -> "module:Class", in the order ``auto`` prefers them. Modules of other issues may be absent.
 BACKENDS: dict[str, str] = {
     "tensorrt": "stopsign.edge.backends.tensorrt:TensorRTBackend",
+    "openvino": "stopsign.edge.backends.openvino:OpenVinoBackend",
     "onnxruntime": "stopsign.edge.backends.onnxruntime:OnnxRuntimeBackend",
     "torch": "stopsign.edge.backends.torch:TorchBackend",
 }
+
+
+DEVICES = ("auto", "cpu", "cuda", "tensorrt", "gpu")
 
 
 class BackendError(RuntimeError):
@@ -36,7 +40,8 @@ class BackendOptions:
     """Options every backend understands (each ignores what does not apply).
 
     Attributes:
-        device: "auto", "cpu", "cuda" or "tensorrt" (ONNX Runtime execution provider choice).
+        device: "auto", "cpu", "cuda", "tensorrt" (ONNX Runtime execution provider choice) or "gpu"
+            (an Intel GPU through OpenVINO).
         allow_fallback: accept running on a different device than asked (reported, never silent).
         threads: intra-op CPU threads; 0 = one per core.
     """
@@ -46,8 +51,8 @@ class BackendOptions:
     threads: int = 0
 
     def __post_init__(self) -> None:
-        if self.device not in ("auto", "cpu", "cuda", "tensorrt"):
-            raise ValueError(f"device must be auto, cpu, cuda or tensorrt, got {self.device!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
 

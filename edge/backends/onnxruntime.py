@@ -61,6 +61,10 @@ class OnnxRuntimeBackend(Backend):
         path = Path(model_path)
         if not path.is_file():
             raise BackendError(f"{path}: no such model file")
+        if options.device not in ("auto", *PROVIDERS):
+            raise BackendError(
+                f"onnxruntime backend: device {options.device!r} is not one of auto, {', '.join(PROVIDERS)}"
+            )
         session_options = ort.SessionOptions()
         session_options.intra_op_num_threads = options.threads or default_threads()
         session_options.inter_op_num_threads = 1

@@ -71,6 +71,8 @@ class TorchBackend(Backend):
         from stopsign.edge.backends.torch_ops import torchvision_nms_available
         from stopsign.train.checkpoint import CheckpointError, load_checkpoint
 
+        if options.device not in ("auto", "cpu", "cuda"):
+            raise BackendError(f"torch backend: device {options.device!r} is not one of auto, cpu, cuda")
         if options.device == "cuda" and not torch.cuda.is_available() and not options.allow_fallback:
             raise BackendError(
                 "torch backend: --device cuda asked but CUDA is not available (use --allow-fallback)"

@@ -92,9 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mod = p.add_argument_group("model")
     mod.add_argument("--model", help=f"model file (default: {SHIPPED_MODEL})")
-    mod.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt", "torch"])
+    mod.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt", "torch"])
     mod.add_argument(
-        "--device", choices=["auto", "cpu", "cuda", "tensorrt"], help="ONNX Runtime execution provider"
+        "--device",
+        choices=["auto", "cpu", "cuda", "tensorrt", "gpu"],
+        help="ONNX Runtime execution provider (cpu, cuda, tensorrt), or gpu: an Intel GPU through OpenVINO",
     )
     mod.add_argument(
         "--allow-fallback",

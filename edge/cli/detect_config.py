@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from stopsign.edge.backends.base import DEVICES
 from stopsign.edge.sources.uri import parse_size
 from stopsign.edge.tiles import TileConfig, TileConfigError
 
@@ -77,10 +78,10 @@ class DetectConfig:
                 "camera",
                 "--camera takes a live device (/dev/videoN, N, v4l2://..., csi://N); use --source otherwise",
             )
-        if self.backend not in ("auto", "onnxruntime", "tensorrt", "torch"):
-            fail("backend", "must be auto, onnxruntime, tensorrt or torch")
-        if self.device not in ("auto", "cpu", "cuda", "tensorrt"):
-            fail("device", "must be auto, cpu, cuda or tensorrt")
+        if self.backend not in ("auto", "onnxruntime", "openvino", "tensorrt", "torch"):
+            fail("backend", "must be auto, onnxruntime, openvino, tensorrt or torch")
+        if self.device not in DEVICES:
+            fail("device", f"must be one of {', '.join(DEVICES)}")
         for key in ("conf",):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 fail(key, "must be in [0, 1]")

@@ -1,0 +1,232 @@
+"""OpenVINO backend: the project's ONNX files (FP32, FP16, INT8 Q/DQ) on an x86 or Arm CPU, or an
+Intel GPU, compiled once per batch size with a latency hint.
+
+OpenVINO reads the ONNX files ``edge-export`` and ``edge-calibrate qdq`` make as they are: a Q/DQ
+file runs as low precision (INT8 kernels), which ONNX Runtime's CPU provider does not do for this
+graph (it is slower than FP32 there, ``docs/int8.md``). But measured on the shipped Q/DQ file,
+OpenVINO's INT8 result is far from ONNX Runtime's (mAP@0.5 0.70 against 0.90), so loading one logs a
+warning and ``--backend auto`` does not pick OpenVINO for it. Per batch size the model is reshaped to a
+static input (static shapes compile to faster CPU kernels than a dynamic batch), compiled once and
+given one infer request whose input tensor is written in place each call: no allocation per frame
+but the returned copy of the output (0.25 MB at 416 px).
+
+Compiled models are cached on disk (``cache_dir``: ``--cache-dir``, default
+``~/.cache/stopsign-edge/openvino``) under ``<OpenVINO version>/<model SHA-256 prefix>``, so a car
+starts without recompiling, and a new model or OpenVINO version never reuses an old blob. A cache
+entry that fails to load is removed and rebuilt, with a warning.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stopsign.edge.artifacts import sha256_file
+from stopsign.edge.backends.base import Backend, BackendError, BackendOptions
+from stopsign.edge.spec import ONNX_METADATA_KEY, ModelSpec, ModelSpecError
+
+log = logging.getLogger(__name__)
+
+DEVICES = {"auto": "CPU", "cpu": "CPU", "gpu": "GPU"}
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/stopsign-edge/openvino`` (``~/.cache/...`` when unset)."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "stopsign-edge" / "openvino"
+
+
+def default_threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class OpenVinoBackend(Backend):
+    """Runs a ``.onnx`` model whose metadata holds its ModelSpec, through OpenVINO."""
+
+    name = "openvino"
+
+    def __init__(self, cache_dir: str | Path | None = None, use_cache: bool = True) -> None:
+        """``cache_dir``: where compiled models are kept (None: :func:`default_cache_dir`);
+        ``use_cache=False`` compiles on every load."""
+        self.cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.use_cache = use_cache
+        self._core: Any = None
+        self._model: Any = None  # the model as read, reshaped per batch size
+        self._device = "CPU"
+        self._config: dict[str, Any] = {}
+        self._requests: dict[int, Any] = {}  # batch size -> infer request of its compiled model
+        self.model_path: Path | None = None
+        self.cache_dir: Path | None = None
+        self.cache_rebuilt = False
+        self.spec: ModelSpec | None = None
+        self.version = ""
+
+    @classmethod
+    def is_available(cls) -> bool:
+        return importlib.util.find_spec("openvino") is not None
+
+    def load(self, model_path: str | Path, spec: ModelSpec | None, options: BackendOptions) -> ModelSpec:
+        import openvino as ov
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise BackendError(f"{path}: no such model file")
+        if path.suffix.lower() != ".onnx":
+            raise BackendError(f"{path}: the openvino backend runs .onnx files (exported by edge-export)")
+        if options.device not in DEVICES:
+            raise BackendError(f"openvino backend: device {options.device!r} is not one of {sorted(DEVICES)}")
+        core = ov.Core()
+        device = DEVICES[options.device]
+        if device not in core.available_devices:
+            raise BackendError(
+                f"openvino backend: device {device} asked but OpenVINO lists {core.available_devices} here"
+            )
+        try:
+            model = core.read_model(str(path))
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses for unreadable models
+            raise BackendError(f"{path}: OpenVINO cannot read it as an ONNX model ({exc})") from None
+        spec = spec or self._spec_from_metadata(model, path)
+        self._check_io(model, spec, path)
+        self._core, self._model, self._device = core, model, device
+        self.version = ov.get_version()
+        self._config = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": options.threads or default_threads(),
+        }
+        if device != "CPU":
+            self._config.pop("INFERENCE_NUM_THREADS")
+        elif spec.precision == "fp32":
+            # On CPUs with bfloat16 (AVX512_BF16, AMX) OpenVINO would run an FP32 model in bf16:
+            # 1.7x faster here, but objectness moves by up to 1e-3 and a sign near the threshold
+            # confirms frames apart from ONNX Runtime. An FP32 file means FP32; INT8 Q/DQ and FP16
+            # files are reduced precision already, and keep OpenVINO's default for the rest.
+            self._config["INFERENCE_PRECISION_HINT"] = "f32"
+        if self.use_cache:
+            self.cache_dir = self.cache_root / self.version.split("-")[0] / sha256_file(path)[:16]
+        self.model_path, self.spec = path, spec
+        self._requests = {}
+        if spec.precision == "int8":
+            log.warning(
+                "openvino: %s is an INT8 Q/DQ file; OpenVINO's INT8 kernels lost 20 points of mAP@0.5 on the "
+                "shipped one (docs/benchmarks.md): check it with bench/far_signs.py --backend openvino",
+                path,
+            )
+        self._request(1)  # compile now: a model OpenVINO cannot compile fails at load, not on frame 1
+        return spec
+
+    @staticmethod
+    def _spec_from_metadata(model: Any, path: Path) -> ModelSpec:
+        try:
+            text = str(model.get_rt_info(["framework", ONNX_METADATA_KEY]).value)
+        except Exception:  # the key is absent: OpenVINO raises its own error type
+            raise BackendError(
+                f"{path}: no '{ONNX_METADATA_KEY}' ModelSpec in the ONNX metadata; export the model with "
+                "`edge-export onnx`"
+            ) from None
+        try:
+            return ModelSpec.from_json(text, source=f"{path} metadata")
+        except ModelSpecError as exc:
+            raise BackendError(str(exc)) from None
+
+    @staticmethod
+    def _check_io(model: Any, spec: ModelSpec, path: Path) -> None:
+        if spec.output_layout != "yolov5_raw":
+            raise BackendError(f"{path}: output layout {spec.output_layout!r} needs the tensorrt backend")
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            raise BackendError(
+                f"{path}: {len(model.inputs)} inputs and {len(model.outputs)} outputs, expected 1 and 1"
+            )
+        shape = model.inputs[0].get_partial_shape()
+        dims = [d.get_length() if d.is_static else None for d in shape] if shape.rank.is_static else []
+        if len(dims) != 4 or tuple(dims[2:]) != tuple(spec.input_size):
+            raise BackendError(
+                f"{path}: input shape {shape} does not match ModelSpec input_size {spec.input_size}"
+            )
+
+    def _request(self, batch: int) -> Any:
+        """The infer request for ``batch`` images, compiling (or loading from the cache) on first use."""
+        request = self._requests.get(batch)
+        if request is not None:
+            return request
+        assert self.spec is not None and self.model_path is not None
+        fixed = self._model.inputs[0].get_partial_shape()[0]
+        if fixed.is_static and fixed.get_length() != batch:
+            if fixed.get_length() != 1:
+                raise BackendError(
+                    f"{self.model_path}: the model takes a batch of exactly {fixed.get_length()}"
+                )
+            return None  # a batch-1 file: infer() runs the images one at a time
+        model = self._model.clone()
+        model.reshape([batch, 3, *self.spec.input_size])
+        compiled = self._compile(model)
+        request = compiled.create_infer_request()
+        self._requests[batch] = request
+        return request
+
+    def _compile(self, model: Any) -> Any:
+        config = dict(self._config)
+        if self.cache_dir is not None:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            config["CACHE_DIR"] = str(self.cache_dir)
+        try:
+            return self._core.compile_model(model, self._device, config)
+        except Exception as exc:  # a corrupt cache blob, or a graph this device cannot compile
+            if self.cache_dir is None:
+                raise BackendError(
+                    f"{self.model_path}: OpenVINO cannot compile it for {self._device} ({exc})"
+                ) from None
+            log.warning(
+                "openvino: compiling %s with cache %s failed (%s); rebuilding the cache",
+                self.model_path,
+                self.cache_dir,
+                exc,
+            )
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            self.cache_rebuilt = True
+            try:
+                return self._core.compile_model(model, self._device, config)
+            except Exception as again:
+                raise BackendError(
+                    f"{self.model_path}: OpenVINO cannot compile it for {self._device} ({again})"
+                ) from None
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """(B, 3, H, W) float32 -> (B, N, 5 + nc) float32 (a copy: the request's buffers are reused)."""
+        if self._model is None or self.spec is None:
+            raise BackendError("openvino backend: infer() before load()")
+        if batch.ndim != 4 or batch.shape[1:] != (3, *self.spec.input_size) or len(batch) < 1:
+            raise BackendError(
+                f"openvino backend: input shape {batch.shape}, model takes (B, 3, {self.spec.input_size[0]}, {self.spec.input_size[1]})"
+            )
+        request = self._request(len(batch))
+        if request is None:  # a fixed batch-1 model given more images
+            return np.concatenate([self.infer(batch[i : i + 1]) for i in range(len(batch))])
+        request.get_input_tensor().data[...] = batch
+        request.infer()
+        return np.array(request.get_output_tensor(0).data, dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "model": str(self.model_path),
+            "device": self._device,
+            "openvino": self.version,
+            "threads": self._config.get("INFERENCE_NUM_THREADS"),
+            "inference_precision": self._config.get("INFERENCE_PRECISION_HINT", "openvino default"),
+            "cache": str(self.cache_dir) if self.cache_dir is not None else None,
+            "precision": self.spec.precision if self.spec is not None else None,
+        }
+
+    def close(self) -> None:
+        self._requests = {}
+        self._model = self._core = None

@@ -1,0 +1,130 @@
+"""OpenVINO backend: the same raw output as ONNX Runtime, batches, its compile cache, and bad input."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stopsign.edge.backends.base import BackendError, BackendOptions
+from stopsign.edge.backends.onnxruntime import OnnxRuntimeBackend
+from stopsign.edge.backends.openvino import OpenVinoBackend
+
+pytestmark = pytest.mark.skipif(not OpenVinoBackend.is_available(), reason="openvino is not installed")
+SHIPPED = Path(__file__).resolve().parents[3] / "edge" / "assets"
+
+
+def load(model: Path, cache: Path, **options: object) -> OpenVinoBackend:
+    backend = OpenVinoBackend(cache_dir=cache)
+    backend.load(model, None, BackendOptions(**options))  # type: ignore[arg-type]
+    return backend
+
+
+def reference(model: Path, batch: np.ndarray) -> np.ndarray:
+    ort = OnnxRuntimeBackend()
+    ort.load(model, None, BackendOptions(device="cpu"))
+    return ort.infer(batch)
+
+
+@pytest.mark.parametrize(("fixture", "size"), [("tiny_onnx", 1), ("tiny_onnx", 3), ("tiny_dynamic_onnx", 3)])
+def test_fp32_matches_onnxruntime(
+    fixture: str, size: int, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    model = request.getfixturevalue(fixture)
+    backend = load(model, tmp_path)
+    batch = np.random.default_rng(size).random((size, 3, 160, 160), dtype=np.float32)
+    out = backend.infer(batch)
+    assert out.shape[0] == size and out.dtype == np.float32
+    np.testing.assert_allclose(out, reference(model, batch), rtol=1e-4, atol=1e-3)
+    assert backend.describe()["inference_precision"] == "f32"  # an FP32 file runs in FP32
+
+
+def test_outputs_are_not_overwritten_by_the_next_call(tiny_onnx: Path, tmp_path: Path) -> None:
+    backend = load(tiny_onnx, tmp_path)
+    rng = np.random.default_rng(0)
+    a, b = (rng.random((1, 3, 160, 160), dtype=np.float32) for _ in range(2))
+    first = backend.infer(a)
+    kept = first.copy()
+    backend.infer(b)
+    np.testing.assert_array_equal(first, kept)
+
+
+def test_the_compile_cache_is_keyed_by_model_and_version_and_rebuilt_when_corrupt(
+    tiny_onnx: Path, tiny_dynamic_onnx: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = load(tiny_onnx, tmp_path)
+    assert first.cache_dir is not None and first.cache_dir.parent.parent == tmp_path
+    blobs = [p for p in first.cache_dir.rglob("*") if p.is_file()]
+    assert blobs, "a compiled model was written to the cache"
+    other = load(tiny_dynamic_onnx, tmp_path)
+    assert other.cache_dir != first.cache_dir  # another model, another entry
+    x = np.random.default_rng(0).random((1, 3, 160, 160), dtype=np.float32)
+    expected = first.infer(x)
+    for blob in blobs:
+        blob.write_bytes(b"\0garbage" * 16)
+    with caplog.at_level(logging.WARNING):
+        again = load(tiny_onnx, tmp_path)
+    np.testing.assert_allclose(again.infer(x), expected, rtol=1e-5, atol=1e-5)
+    if again.cache_rebuilt:  # OpenVINO either rejects the blob (we rebuild) or recompiles itself
+        assert "rebuilding the cache" in caplog.text
+
+
+def test_without_cache_nothing_is_written(tiny_onnx: Path, tmp_path: Path) -> None:
+    backend = OpenVinoBackend(cache_dir=tmp_path / "cache", use_cache=False)
+    backend.load(tiny_onnx, None, BackendOptions())
+    assert backend.cache_dir is None and not (tmp_path / "cache").exists()
+
+
+def test_shipped_fp32_gives_the_onnxruntime_rows(tmp_path: Path) -> None:
+    model = SHIPPED / "stopsign.onnx"
+    batch = np.random.default_rng(0).random((2, 3, 416, 416), dtype=np.float32)
+    ours = load(model, tmp_path).infer(batch)
+    theirs = reference(model, batch)
+    np.testing.assert_allclose(ours[..., 4:], theirs[..., 4:], atol=1e-4)  # objectness, class
+    np.testing.assert_allclose(ours[..., :4], theirs[..., :4], atol=1e-2)  # boxes, input pixels
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "message"),
+    [
+        (b"not a model", ".onnx", "cannot read it as an ONNX model"),
+        (b"", ".engine", "runs .onnx files"),
+    ],
+)
+def test_bad_model_files_are_named(content: bytes, suffix: str, message: str, tmp_path: Path) -> None:
+    path = tmp_path / f"m{suffix}"
+    path.write_bytes(content)
+    with pytest.raises(BackendError, match=message) as info:
+        load(path, tmp_path)
+    assert str(path) in str(info.value)
+
+
+def test_a_missing_device_is_an_error_that_lists_the_devices(tiny_onnx: Path, tmp_path: Path) -> None:
+    import openvino
+
+    if "GPU" in openvino.Core().available_devices:
+        pytest.skip("this machine has an OpenVINO GPU")
+    with pytest.raises(BackendError, match=r"device GPU asked but OpenVINO lists \['CPU"):
+        load(tiny_onnx, tmp_path, device="gpu")
+    with pytest.raises(BackendError, match="not one of"):
+        load(tiny_onnx, tmp_path, device="cuda")
+
+
+def test_a_model_without_its_spec_is_refused(tiny_onnx: Path, tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(tiny_onnx))
+    del model.metadata_props[:]
+    path = tmp_path / "bare.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(BackendError, match="edge-export onnx"):
+        load(path, tmp_path)
+
+
+def test_infer_checks_the_shape(tiny_onnx: Path, tmp_path: Path) -> None:
+    backend = load(tiny_onnx, tmp_path)
+    with pytest.raises(BackendError, match="input shape"):
+        backend.infer(np.zeros((1, 3, 128, 128), np.float32))
+    with pytest.raises(BackendError, match="before load"):
+        OpenVinoBackend(cache_dir=tmp_path).infer(np.zeros((1, 3, 160, 160), np.float32))
