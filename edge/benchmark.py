@@ -352,6 +352,7 @@ def library_versions() -> dict[str, str | None]:
         "opencv-python-headless",
         "onnxruntime",
         "onnxruntime-gpu",
+        "openvino",
         "torch",
         "tensorrt",
         "PyGObject",

@@ -114,6 +114,8 @@ class OpenVinoBackend(Backend):
             self.cache_dir = self.cache_root / self.version.split("-")[0] / sha256_file(path)[:16]
         self.model_path, self.spec = path, spec
         self._requests = {}
+        fixed = model.inputs[0].get_partial_shape()[0]
+        self.fixed_batch = fixed.get_length() if fixed.is_static else None
         if spec.precision == "int8":
             log.warning(
                 "openvino: %s is an INT8 Q/DQ file; OpenVINO's INT8 kernels lost 20 points of mAP@0.5 on the "

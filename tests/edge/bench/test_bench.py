@@ -107,8 +107,8 @@ def test_live_latency_counts_capture_age(model: Path) -> None:
 @requires_gstreamer
 def test_cli_json_layout(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
-    argv = ["--model", str(model), "--frames", str(FRAMES), "--warmup", "2", "--source", SOURCE,
-            "--json", str(out), "--plot", str(tmp_path / "bench.png")]  # fmt: skip
+    argv = ["--model", str(model), "--backend", "onnxruntime", "--frames", str(FRAMES), "--warmup", "2",
+            "--source", SOURCE, "--json", str(out), "--plot", str(tmp_path / "bench.png")]  # fmt: skip
     assert bench_cli.main(argv) == 0
     report = json.loads(out.read_text())
     assert set(report) == {"machine", "versions", "runs"}
