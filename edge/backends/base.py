@@ -44,11 +44,13 @@ class BackendOptions:
             (an Intel GPU through OpenVINO).
         allow_fallback: accept running on a different device than asked (reported, never silent).
         threads: intra-op CPU threads; 0 = one per core.
+        cache_dir: where a backend keeps compiled models (OpenVINO); None: the backend's default.
     """
 
     device: str = "auto"
     allow_fallback: bool = False
     threads: int = 0
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:

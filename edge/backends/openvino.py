@@ -110,6 +110,8 @@ class OpenVinoBackend(Backend):
             # confirms frames apart from ONNX Runtime. An FP32 file means FP32; INT8 Q/DQ and FP16
             # files are reduced precision already, and keep OpenVINO's default for the rest.
             self._config["INFERENCE_PRECISION_HINT"] = "f32"
+        if options.cache_dir is not None:
+            self.cache_root = Path(options.cache_dir)
         if self.use_cache:
             self.cache_dir = self.cache_root / self.version.split("-")[0] / sha256_file(path)[:16]
         self.model_path, self.spec = path, spec

@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept a backend running on another device than asked (reported)",
     )
     mod.add_argument("--threads", type=int, help="intra-op CPU threads (0: one per core)")
+    mod.add_argument(
+        "--cache-dir",
+        help="compiled-model cache of the openvino backend (default ~/.cache/stopsign-edge/openvino)",
+    )
     mod.add_argument("--conf", type=float, help="confidence floor of reported detections (default 0.25)")
     mod.add_argument("--iou", type=float, help="NMS IoU (default: the model's)")
     mod.add_argument("--img", type=int, help="expected network input size; must match the model")
@@ -175,7 +179,8 @@ def load_backend(config: DetectConfig) -> tuple[Backend, ModelSpec]:
     path = model_path(config)
     cls = resolve_backend(config.backend, path)
     backend = cls()
-    spec = backend.load(path, None, BackendOptions(config.device, config.allow_fallback, config.threads))
+    options = BackendOptions(config.device, config.allow_fallback, config.threads, config.cache_dir)
+    spec = backend.load(path, None, options)
     if config.img is not None and (config.img, config.img) != tuple(spec.input_size):
         raise BackendError(f"--img {config.img} does not match {path}'s input size {list(spec.input_size)}")
     return backend, spec

@@ -30,6 +30,7 @@ class DetectConfig:
     device: str = "auto"
     allow_fallback: bool = False
     threads: int = 0
+    cache_dir: str | None = None
     conf: float = 0.25
     iou: float | None = None
     img: int | None = None

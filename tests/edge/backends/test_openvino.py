@@ -128,3 +128,10 @@ def test_infer_checks_the_shape(tiny_onnx: Path, tmp_path: Path) -> None:
         backend.infer(np.zeros((1, 3, 128, 128), np.float32))
     with pytest.raises(BackendError, match="before load"):
         OpenVinoBackend(cache_dir=tmp_path).infer(np.zeros((1, 3, 160, 160), np.float32))
+
+
+def test_the_cache_dir_option_moves_the_cache(tiny_onnx: Path, tmp_path: Path) -> None:
+    backend = OpenVinoBackend(cache_dir=tmp_path / "default")
+    backend.load(tiny_onnx, None, BackendOptions(cache_dir=str(tmp_path / "asked")))
+    assert backend.cache_dir is not None and backend.cache_dir.is_relative_to(tmp_path / "asked")
+    assert not (tmp_path / "default").exists()
