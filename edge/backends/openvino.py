@@ -5,7 +5,7 @@ OpenVINO reads the ONNX files ``edge-export`` and ``edge-calibrate qdq`` make as
 file runs as low precision (INT8 kernels), which ONNX Runtime's CPU provider does not do for this
 graph (it is slower than FP32 there, ``docs/int8.md``). But measured on the shipped Q/DQ file,
 OpenVINO's INT8 result is far from ONNX Runtime's (mAP@0.5 0.70 against 0.90), so loading one logs a
-warning and ``--backend auto`` does not pick OpenVINO for it. Per batch size the model is reshaped to a
+warning; ``--backend auto`` prefers ONNX Runtime on the CPU for now (``stopsign.edge.backends.auto``). Per batch size the model is reshaped to a
 static input (static shapes compile to faster CPU kernels than a dynamic batch), compiled once and
 given one infer request whose input tensor is written in place each call: no allocation per frame
 but the returned copy of the output (0.25 MB at 416 px).

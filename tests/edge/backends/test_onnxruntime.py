@@ -22,8 +22,7 @@ def test_loads_spec_from_metadata_and_infers(tiny_onnx: Path) -> None:
 
 
 def test_registry_resolves_onnx_files_to_onnxruntime(tiny_onnx: Path) -> None:
-    # OpenVINO, where installed, runs ONNX files on the CPU first (test_auto.py covers the order)
-    assert resolve_backend("auto", tiny_onnx) in (OnnxRuntimeBackend, backend_class("openvino"))
+    assert resolve_backend("auto", tiny_onnx) is OnnxRuntimeBackend
     assert resolve_backend("onnxruntime", tiny_onnx) is OnnxRuntimeBackend
     assert backend_class("onnxruntime") is OnnxRuntimeBackend
     with pytest.raises(BackendError, match="unknown backend 'tflite'"):

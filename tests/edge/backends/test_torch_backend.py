@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from stopsign.edge.backends.base import BackendError, BackendOptions, backend_class, resolve_backend
+from stopsign.edge.backends.base import BackendError, BackendOptions, resolve_backend
 from stopsign.edge.backends.onnxruntime import OnnxRuntimeBackend
 from stopsign.edge.backends.torch import TorchBackend
 from stopsign.edge.letterbox import letterbox, to_network_input
@@ -58,7 +58,7 @@ def test_matches_onnxruntime_on_cpu(
 def test_auto_picks_torch_for_a_checkpoint_folder(checkpoint_and_onnx: tuple[Path, Path]) -> None:
     ckpt, onnx_path = checkpoint_and_onnx
     assert resolve_backend("auto", ckpt) is TorchBackend
-    assert resolve_backend("auto", onnx_path) in (OnnxRuntimeBackend, backend_class("openvino"))
+    assert resolve_backend("auto", onnx_path) is OnnxRuntimeBackend
 
 
 # Frames that need no resize (the letterbox only pads), so the host path and detect() see the same input.
