@@ -29,6 +29,7 @@ import numpy as np
 
 from stopsign.edge.artifacts import sha256_file
 from stopsign.edge.backends.base import Backend, BackendError, BackendOptions
+from stopsign.edge.backends.onnxruntime import default_threads
 from stopsign.edge.spec import ONNX_METADATA_KEY, ModelSpec, ModelSpecError
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,6 @@ def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/stopsign-edge/openvino`` (``~/.cache/...`` when unset)."""
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(root) / "stopsign-edge" / "openvino"
-
-
-def default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 class OpenVinoBackend(Backend):
