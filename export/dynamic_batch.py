@@ -1,7 +1,7 @@
 """Give an exported ONNX a dynamic batch axis without re-exporting it (``edge-export dynamic-batch``).
 
-A model exported with a fixed batch of 1 (the shipped ``stopsign.onnx`` and its INT8 Q/DQ file)
-cannot run the whole frame and its tiles as one batch on TensorRT. Its graph fixes the batch in
+A model exported with a fixed batch of 1 (as the shipped ``stopsign.onnx`` and its INT8 Q/DQ file
+were until this tool converted them) cannot run the whole frame and its tiles as one batch on TensorRT. Its graph fixes the batch in
 three places only: the input and output shapes, and the detection head's ``Reshape`` targets
 (``(1, 3, 5 + nc, H, W)`` and ``(1, N, 5 + nc)``). This rewrites those to a symbolic ``batch`` and
 ``-1``; weights, metadata (the ModelSpec) and every other node stay as they are. Anything it does

@@ -181,6 +181,7 @@ class TensorRTBackend(Backend):
             shape = (self.batch_range[1], 3, *self.spec.input_size)
         else:
             self.batch_range = (shape[0], shape[0])
+            self.fixed_batch = shape[0]  # larger batches run in chunks; edge-bench measures none
         if not context.set_input_shape(self._input, shape):
             raise BackendError(f"{path}: input {self._input} does not accept shape {shape}")
         for name in [self._input, *self._outputs]:

@@ -52,7 +52,6 @@ from stopsign.edge.sources.uri import SourceURIError, parse_size, parse_source_u
 from stopsign.edge.spec import ModelSpec, ModelSpecError
 from stopsign.edge.tiles import TileConfig
 from stopsign.edge.tracking import CameraIntrinsics, SpeedInput, Tracker, TrackerConfig
-from stopsign.edge.tracking.config import ENTER_FRACTION
 
 log = logging.getLogger("edge-detect")
 
@@ -236,10 +235,10 @@ def make_tracker(spec: ModelSpec, config: DetectConfig, still_images: bool) -> T
     }
     if config.enter_threshold is not None:
         changes["enter_threshold"] = config.enter_threshold
-    if config.stay_threshold is not None:
-        enter = config.enter_threshold or ENTER_FRACTION * spec.operating_threshold
-        changes["stay_threshold"] = min(config.stay_threshold, enter)
     tracker_config = TrackerConfig.from_spec(spec, **changes)
+    if config.stay_threshold is not None:  # never above the enter threshold, whichever set it
+        stay = min(config.stay_threshold, tracker_config.enter_threshold)
+        tracker_config = tracker_config.replace(stay_threshold=stay)
     speed = SpeedInput.fixed_kmh(config.speed_kmh) if config.speed_kmh is not None else None
     print(f"edge-detect {tracker_config.describe()}", file=sys.stderr)
     return Tracker(tracker_config, speed=speed)

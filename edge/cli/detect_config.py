@@ -110,10 +110,8 @@ class DetectConfig:
             fail("stay_threshold", "must be in [0, 1]")
         if self.enter_threshold is not None and not 0.0 < self.enter_threshold <= 1.0:
             fail("enter_threshold", "must be in (0, 1]")
-        if (
-            None not in (self.enter_threshold, self.stay_threshold)
-            and self.stay_threshold > self.enter_threshold
-        ):  # type: ignore[operator]
+        enter, stay = self.enter_threshold, self.stay_threshold
+        if enter is not None and stay is not None and stay > enter:
             fail("stay_threshold", f"must not exceed enter_threshold {self.enter_threshold}")
         if self.img is not None and self.img <= 0:
             fail("img", "must be > 0")

@@ -15,7 +15,6 @@ camera's intrinsics and the approach (``far_approach``), so the first event's di
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,14 +142,3 @@ def far_drives_from_dataset(
         build_far_approach(frame, folder, source, options, seed * 1000 + number)
         written.append(folder)
     return written
-
-
-def first_event_distance(labels_path: Path, event_frame: int | None) -> float | None:
-    """The true distance (m) at ``event_frame`` from a far-approach drive's labels; None if no event."""
-    if event_frame is None:
-        return None
-    for line in labels_path.read_text().splitlines():
-        record = json.loads(line)
-        if record["index"] == event_frame:
-            return float(record["distance_m"])
-    return math.nan

@@ -156,7 +156,8 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
 
 def split_backgrounds(names: list[str], val_fraction: float) -> tuple[list[str], list[str]]:
     """Frames -> (training, far-sign validation), disjoint and stable (by a hash of each name)."""
-    train, val = [], []
+    train: list[str] = []
+    val: list[str] = []
     for name in sorted(names):
         bucket = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
         (val if bucket < val_fraction else train).append(name)
