@@ -9,7 +9,8 @@
 # Synthetic data is generated on the machine (seeded, so the same as train.sh's at this count).
 # Knobs: CFG (yolov5n), IMG (416), BATCH (64), EPOCHS (the cap, 300), BUDGET_MIN (minutes for the
 # training run; the epoch count and cosine schedule are fitted to it), SYNTH_N (6000), WORKERS,
-# CONFUSERS (edge-data synth --confusers: all; the first shipped model's stage 1 had 'signs').
+# CONFUSERS (edge-data synth --confusers: all; the first shipped model's stage 1 had 'signs'),
+# FAR_PACK (a packed `edge-data far-signs --part train` folder: far signs in real car frames, trained on).
 set -uo pipefail
 pack=$(cd "${1:?usage: train_gpu.sh PACK OUT}" && pwd)
 out=${2:?usage: train_gpu.sh PACK OUT}
@@ -41,7 +42,8 @@ data="$work/data"
 rm -rf "$data"
 $py -m stopsign.train.data.cli synth --out "$data/synth" --n "$SYNTH_N" --seed 7 --size "$IMG" \
   --backgrounds "$pack" --workers "$WORKERS" --confusers "${CONFUSERS:-all}" 2>&1 | tail -n 1 || exit 1
-$py -m stopsign.train.data.cli merge "$pack" "$data/synth" --out "$data/shipped" 2>&1 | tail -n 1 || exit 1
+$py -m stopsign.train.data.cli merge "$pack" "$data/synth" ${FAR_PACK:+"$FAR_PACK"} --out "$data/shipped" 2>&1 \
+  | tail -n 1 || exit 1
 # Every synthetic image trains; validation is real photos only (the committed split).
 (cd "$data/shipped" && grep -v '^images/synth' val.txt > val.real && grep '^images/synth' val.txt >> train.txt \
   && mv val.real val.txt && wc -l train.txt val.txt) || exit 1
