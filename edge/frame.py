@@ -21,6 +21,8 @@ class Frame:
         image: (H, W, 3) uint8 BGR. It may be a read-only view of the capture buffer: copy it
             before drawing on it.
         name: where a still image came from (its path); None for video frames.
+        gap_ns: how long the source delivered nothing before this frame because it was down
+            (a camera link that dropped and came back); 0 for a frame in a continuous stream.
     """
 
     index: int
@@ -28,6 +30,7 @@ class Frame:
     monotonic_ns: int
     image: np.ndarray
     name: str | None = None
+    gap_ns: int = 0
 
     @property
     def size(self) -> tuple[int, int]:

@@ -44,6 +44,8 @@ class TrackerLike(Protocol):
 
     def reset(self, reason: str, frame_index: int, timestamp_ns: int) -> Any: ...
 
+    def bridge_gap(self, gap_ns: int, frame_index: int, timestamp_ns: int) -> Any: ...
+
     def flush(self) -> Any: ...
 
 
@@ -235,6 +237,9 @@ class DetectionLoop:
         t0 = self._clock()
         timings = FrameTimings(capture_age=(t0 - frame.monotonic_ns) / 1e6 if self.source.live else None)
         timestamp = frame.pts_ns if frame.pts_ns != NO_TIMESTAMP else frame.monotonic_ns
+        if frame.gap_ns and self.tracker is not None:
+            # The source was down (a camera link dropped): hold the tracks or end them.
+            self._forward(self.tracker.bridge_gap(frame.gap_ns, frame.index, timestamp))
         if self._sanity is not None:
             verdict = self._sanity.check(frame)
             for kind, fields in verdict.notices:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,6 +67,9 @@ class DistContext:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    # The rendezvous key-value store the process group was built on (a torch TCPStore); it
+    # outlives a failing collective, so ranks can agree on whose error came first.
+    store: Any = field(default=None, compare=False, repr=False)
 
     @property
     def is_main(self) -> bool:

@@ -11,15 +11,19 @@ is the first host of the node list and the port comes from MASTER_PORT or the jo
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from types import FrameType
 
 import torch
@@ -28,6 +32,12 @@ import torch.distributed as dist
 from stopsign.train.devices import DistContext
 
 BACKENDS = ("nccl", "gloo")
+FIRST_ERROR_KEY = "stopsign/first_error"
+STOPPED_KEY = "stopsign/stopped_on_error"
+# How long rank 0, which hosts the store, keeps it up after its own error so that the other
+# ranks can read whose error came first before they stop too.
+STORE_LINGER_S = 3.0
+RENDEZVOUS_TIMEOUT = timedelta(minutes=10)
 
 
 class DistributedError(RuntimeError):
@@ -149,22 +159,85 @@ def init_distributed(
     chosen = choose_backend(backend, cuda)
     if cuda:
         torch.cuda.set_device(info.local_rank % max(torch.cuda.device_count(), 1))
+    store = None
     if not dist.is_initialized():
-        dist.init_process_group(
-            chosen,
-            init_method=f"tcp://{info.master_addr}:{info.master_port}",
-            rank=info.rank,
-            world_size=info.world_size,
+        # Our own store (what init_method="tcp://" would build) so that it stays reachable for
+        # the first-error handshake after the process group itself has failed.
+        store = dist.TCPStore(
+            info.master_addr,
+            info.master_port,
+            info.world_size,
+            is_master=info.rank == 0,
+            timeout=RENDEZVOUS_TIMEOUT,
         )
-    return DistContext(rank=info.rank, local_rank=info.local_rank, world_size=info.world_size)
+        dist.init_process_group(chosen, store=store, rank=info.rank, world_size=info.world_size)
+    return DistContext(rank=info.rank, local_rank=info.local_rank, world_size=info.world_size, store=store)
 
 
-def shutdown() -> bool:
-    """Leave the process group (safe to call when none exists); True when there was one to leave."""
-    if dist.is_available() and dist.is_initialized():
+def shutdown(agreed: bool = True) -> bool:
+    """Leave the process group (safe to call when none exists); True when there was one to leave.
+
+    ``agreed``: every rank is leaving here together (the run finished): wait for all at a barrier,
+    then destroy the group, so that no rank tears its connections down while a peer still uses
+    them. Otherwise (an error or a signal on this rank) there is nothing to agree on: the peers
+    may be dead or blocked in a collective, so no collective is attempted and the group is left
+    as it is, for the process exit to drop (see :func:`exit_now`).
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    if agreed:
+        dist.barrier()
         dist.destroy_process_group()
-        return True
-    return False
+    return True
+
+
+def claim_first_error(ctx: DistContext, message: str) -> str | None:
+    """Record ``message`` as the run's first error unless another rank's came first.
+
+    Returns None when this rank's error is the first (this rank should print it), else the
+    first error's text (this rank's own error is a consequence, e.g. a peer's broken connection).
+    Also None when the store cannot be reached (rank 0 gone): then every rank prints its own.
+    """
+    if ctx.world_size == 1 or ctx.store is None:
+        return None
+    mine = f"rank {ctx.rank}: {message}"
+    try:
+        first = ctx.store.compare_set(FIRST_ERROR_KEY, "", mine).decode()
+    except (RuntimeError, OSError, dist.DistError):
+        return None
+    return None if first == mine else first
+
+
+def linger_for_peers(ctx: DistContext, timeout_s: float = STORE_LINGER_S) -> None:
+    """After this rank's error: count it as stopped; rank 0, which hosts the store, keeps it up
+    until every rank has stopped or ``timeout_s`` passed, so their :func:`claim_first_error`
+    still reaches it. A peer blocked in a collective stops only once rank 0 is gone: the wait
+    is capped for that case."""
+    if ctx.world_size == 1 or ctx.store is None:
+        return
+    try:
+        stopped = ctx.store.add(STOPPED_KEY, 1)
+        deadline = time.monotonic() + timeout_s
+        while ctx.is_main and stopped < ctx.world_size and time.monotonic() < deadline:
+            time.sleep(0.05)
+            stopped = ctx.store.add(STOPPED_KEY, 0)
+    except (RuntimeError, OSError, dist.DistError):
+        return  # the store is gone: nothing to wait for
+
+
+def exit_now(code: int) -> None:
+    """End a distributed rank at once: flush what was printed, then ``os._exit``.
+
+    A normal interpreter exit runs torch's C++ destructors, and a gloo process group whose
+    connections are being torn down by a peer at that moment can abort the process ("terminate
+    called without an active exception", exit 134), which loses the exit code and anything
+    still buffered. Every file the run writes is closed before this is called.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken stream loses nothing more
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 @contextmanager
@@ -178,6 +251,9 @@ def process_group_session(report: Callable[[str], None] = print) -> Iterator[Non
     the shutdown short (torchrun and srun follow up with SIGKILL after their grace period). A rank
     blocked inside a collective on a dead peer sees the signal only when the collective returns
     or fails. ``report`` gets one line when an exception made this rank leave the group.
+
+    A normal exit leaves the group together with the other ranks (barrier, then destroy); an
+    exception or a signal leaves without any collective (:func:`shutdown` with agreed=False).
     """
     watched = (signal.SIGINT, signal.SIGTERM)
     previous = {signum: signal.getsignal(signum) for signum in watched}
@@ -201,7 +277,7 @@ def process_group_session(report: Callable[[str], None] = print) -> Iterator[Non
         ignore()
         try:
             rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else None
-            if shutdown() and stopping is not None:
+            if shutdown(agreed=stopping is None) and stopping is not None:
                 report(f"rank {rank}: left the process group ({stopping.__name__})")
         finally:
             for signum, handler_before in previous.items():

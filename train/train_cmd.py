@@ -9,13 +9,18 @@ from __future__ import annotations
 import argparse
 import signal
 import socket
+import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stopsign.train.checkpoint import CheckpointError
 from stopsign.train.config import ConfigError, TrainConfig, config_from_dict, load_config, load_hyp
 from stopsign.train.data.layout import DatasetError
-from stopsign.train.devices import DeviceError
+from stopsign.train.devices import DeviceError, DistContext
 from stopsign.train.model.yolo import ModelConfigError
+
+if TYPE_CHECKING:
+    from stopsign.train.trainer import TrainResult
 
 # flag dest -> (group, key) in TrainConfig; flags left at None do not override.
 FLAG_KEYS: dict[str, tuple[str, str]] = {
@@ -120,13 +125,8 @@ def run(args: argparse.Namespace) -> int:
     # Imported here so `edge-train info` does not pay for the training stack.
     import torch
 
-    from stopsign.train.distributed import (
-        DistributedError,
-        Terminated,
-        init_distributed,
-        process_group_session,
-    )
-    from stopsign.train.trainer import TrainError, find_resume_checkpoint, train
+    from stopsign.train.distributed import exit_now, init_distributed, process_group_session
+    from stopsign.train.trainer import find_resume_checkpoint, train
 
     ctx = None
     try:
@@ -136,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
             resume = find_resume_checkpoint(args.resume, Path(config.output.project))
         elif not config.data.data:
             raise ConfigError("command line: --data is required (a data.yaml or dataset folder)")
-        # Normal exit, error, Ctrl-C or SIGTERM: the session leaves the process group before exiting.
+        # Normal exit: the ranks leave the process group together. Error, Ctrl-C or SIGTERM: this
+        # rank leaves without a collective (its peers may be dead or blocked).
         with process_group_session(report=lambda line: print(line, flush=True)):
             # Under torchrun or srun this joins the process group; alone it is a single process.
             cuda = torch.cuda.is_available() and config.runtime.device != "cpu"
@@ -147,27 +148,65 @@ def run(args: argparse.Namespace) -> int:
                     flush=True,
                 )
             result = train(config, resume, ctx)
-    except (KeyboardInterrupt, Terminated) as exc:
-        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
-        print(f"edge-train train: interrupted by {signal.Signals(signum).name}", flush=True)
-        return 128 + signum
-    except (
-        ConfigError,
-        DatasetError,
-        DeviceError,
-        CheckpointError,
-        ModelConfigError,
-        TrainError,
-        DistributedError,
-        ValueError,
-    ) as exc:
-        where = f"rank {ctx.rank}: " if ctx is not None and ctx.world_size > 1 else ""
-        print(f"edge-train train: {where}{exc}", flush=True)
-        return 2
-    if ctx is not None and not ctx.is_main:
-        return 0
-    print(
+    except (Exception, KeyboardInterrupt) as exc:  # every way out of a rank: see _report_failure
+        code = _report_failure(exc, ctx)
+        if ctx is not None and ctx.world_size > 1:
+            exit_now(code)  # no interpreter teardown: see distributed.exit_now
+        if code == 1:
+            raise  # a bug: the traceback is the message
+        return code
+    if ctx is not None and ctx.world_size > 1:
+        if ctx.is_main:
+            print(_done_line(result), flush=True)
+        exit_now(0)
+    print(_done_line(result))
+    return 0
+
+
+def _done_line(result: TrainResult) -> str:
+    return (
         f"done: {result.epochs_run} epoch(s), best epoch {result.best_epoch} (fitness {result.best_fitness:.4f}); "
         f"results in {result.run_dir}"
     )
-    return 0
+
+
+def _report_failure(exc: BaseException, ctx: DistContext | None) -> int:
+    """Print why this rank stops (the run's first error once, over all ranks); its exit code.
+
+    Exit codes: 128 + signal for Ctrl-C / SIGTERM, 2 for a known error (config, data, device,
+    checkpoint, ranks disagreeing), 1 for anything else (a bug: traceback printed).
+    """
+    from stopsign.train.distributed import DistributedError, Terminated, claim_first_error, linger_for_peers
+    from stopsign.train.trainer import TrainError
+
+    distributed = ctx is not None and ctx.world_size > 1
+    if isinstance(exc, (KeyboardInterrupt, Terminated)):
+        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+        print(f"edge-train train: interrupted by {signal.Signals(signum).name}", flush=True)
+        if distributed:
+            assert ctx is not None
+            # Recorded as the first error, so a peer that stops on the broken connection says so.
+            claim_first_error(ctx, f"interrupted by {signal.Signals(signum).name}")
+            linger_for_peers(ctx)
+        return 128 + signum
+    known = (ConfigError, DatasetError, DeviceError, CheckpointError, ModelConfigError, TrainError,
+             DistributedError, ValueError)  # fmt: skip
+    code = 2 if isinstance(exc, known) else 1
+    if not distributed:
+        if code == 2:
+            print(f"edge-train train: {exc}", flush=True)
+        return code
+    assert ctx is not None
+    message = str(exc) if code == 2 else f"{type(exc).__name__}: {exc}"
+    first = claim_first_error(ctx, message)
+    if first is None:
+        print(f"edge-train train: rank {ctx.rank}: {message}", flush=True)
+        if code == 1:
+            traceback.print_exception(exc)
+    else:
+        print(
+            f"edge-train train: rank {ctx.rank} stopped after the first error ({first.split(':')[0]})",
+            flush=True,
+        )
+    linger_for_peers(ctx)
+    return code

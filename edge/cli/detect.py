@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="force newest-frame (live) or every-frame delivery",
     )
     src.add_argument(
-        "--stall-timeout", type=float, help="seconds without a frame before the source is rebuilt (default 1)"
+        "--stall-timeout",
+        type=float,
+        help="seconds without a frame before the source is rebuilt (default 0.5)",
     )
     src.add_argument("--open-timeout", type=float, help="seconds the first frame may take (default 5)")
     src.add_argument(

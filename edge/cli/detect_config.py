@@ -39,7 +39,7 @@ class DetectConfig:
     budget_ms: float = 100.0
     max_frames: int = 0
     live: bool | None = None
-    stall_timeout: float = 1.0
+    stall_timeout: float = 0.5
     open_timeout: float = 5.0
     camera_size: str | None = None
     camera_fps: int | None = None

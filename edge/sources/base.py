@@ -31,16 +31,21 @@ class SourceOptions:
         live: force live (newest frame only) or ordered delivery; None decides from the source
             (GStreamer's NO_PREROLL answer: cameras, RTSP and paced test sources are live).
         stall_timeout_s: no frame for this long from a live source -> stalled, rebuild.
-        open_timeout_s: how long the first frame may take when opening.
+        open_timeout_s: how long the first frame may take when opening or rebuilding.
         backoff_initial_s, backoff_max_s: rebuild delays double from the first to the second.
+            The cap is short: a reconnect attempt costs little, and a camera that is back should
+            be seen within about a second (docs/reliability.md).
+        endless: the stream has no end (a camera, a network camera): end-of-stream means the
+            device or the link went away, so it is a fault to recover from, not the end.
     """
 
     camera: CameraOptions = field(default_factory=CameraOptions)
     live: bool | None = None
-    stall_timeout_s: float = 1.0
+    stall_timeout_s: float = 0.5
     open_timeout_s: float = 5.0
     backoff_initial_s: float = 0.5
-    backoff_max_s: float = 8.0
+    backoff_max_s: float = 1.0
+    endless: bool = False
 
     def __post_init__(self) -> None:
         for name in ("stall_timeout_s", "open_timeout_s", "backoff_initial_s", "backoff_max_s"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from stopsign.edge.sources.base import Source, SourceOpenError, SourceOptions, StatusReport
@@ -9,7 +10,7 @@ from stopsign.edge.sources.drive import load_drive
 from stopsign.edge.sources.images import ImageFolderSource
 from stopsign.edge.sources.launch import candidates_for
 from stopsign.edge.sources.opencv import OpenCvSource
-from stopsign.edge.sources.uri import SourceURI, parse_source_uri
+from stopsign.edge.sources.uri import LIVE_KINDS, SourceURI, parse_source_uri
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ def make_source(uri: SourceURI | str, options: SourceOptions, report: StatusRepo
             target = str(drive.video)
         return OpenCvSource(target, live=uri.kind in ("v4l2", "rtsp"), timestamps=timestamps)
     candidates = candidates_for(uri, options.camera, elements, drive.video if drive else None)
+    if uri.kind in LIVE_KINDS:
+        # A camera has no end: end-of-stream means its link or server went away (reconnect).
+        options = dataclasses.replace(options, endless=True)
     return GstSource(uri.text, uri.target or uri.text, candidates, options, report, timestamps)
 
 

@@ -6,9 +6,16 @@ frame, so latency never grows when inference is slower than the camera; every fr
 before the consumer took it, and every gap in buffer offsets, counts as dropped. Ordered sources
 (files, recorded drives) deliver every frame, pulled by the consumer.
 
-Faults: bus errors and a watchdog (no frame for ``stall_timeout_s``; an unplugged USB camera may
-post no bus message at all) tear the pipeline down and rebuild it with a backoff doubling from
-``backoff_initial_s`` to ``backoff_max_s``; each state change is reported.
+Faults: bus errors, end-of-stream from an endless source (a network camera whose server went
+away) and a watchdog (no frame for ``stall_timeout_s``, or ``open_timeout_s`` for a rebuilt
+pipeline's first frame; an unplugged USB camera may post no bus message at all) tear the
+pipeline down and rebuild it with a backoff doubling from ``backoff_initial_s`` to
+``backoff_max_s``; each state change is reported.
+
+Across a rebuild a live source keeps one timeline: each new pipeline's timestamps restart near
+zero, so they are shifted to continue from the last delivered frame plus the wall-clock time the
+source was down, and the first frame after the outage carries that time as ``Frame.gap_ns``
+(the run decides what a gap means for tracking).
 """
 
 from __future__ import annotations
@@ -115,6 +122,8 @@ class _Generation:
     eos: bool = False
     last_offset: int | None = None
     offset_gaps: int = 0
+    delivered: int = 0  # frames handed to the consumer
+    pts_shift_ns: int = 0  # added to this pipeline's timestamps to continue the source's timeline
 
 
 class GstSource(Source):
@@ -162,6 +171,8 @@ class GstSource(Source):
         self._delay_s = options.backoff_initial_s
         self._next_attempt_ns = 0
         self._offset_gaps_done = 0
+        self._last_pts_ns: int | None = None  # timeline position of the last delivered frame
+        self._last_capture_ns = 0  # and its capture time
         self.live = False
         self.description = ""
 
@@ -234,9 +245,15 @@ class GstSource(Source):
         if captured is not None:
             return self._deliver(captured, now)
         if self._gen.eos:
+            if self.options.endless:
+                self._report("source_error", {"source": self.name, "error": "end of stream"})
+                self._go_down("end of stream")
+                return None
             self._eos, self._state = True, "eos"
             return None
-        if now - self._last_frame_ns > self.options.stall_timeout_s * 1e9:
+        # A rebuilt pipeline may take as long as opening did (an RTSP handshake) for its first frame.
+        limit_s = self.options.stall_timeout_s if self._gen.delivered else self.options.open_timeout_s
+        if now - self._last_frame_ns > limit_s * 1e9:
             if self.live:
                 self._go_down("no frame")
             elif self._state == "running":
@@ -352,6 +369,19 @@ class GstSource(Source):
         return None
 
     def _deliver(self, captured: _Captured, now: int) -> Frame:
+        gen = self._gen
+        assert gen is not None  # a frame comes only from a running pipeline
+        pts, mono, gap_ns = captured.pts_ns, captured.monotonic_ns, 0
+        if gen.delivered == 0 and self._index > 0:
+            # First frame of a rebuilt pipeline: continue the timeline across the outage.
+            gap_ns = max(0, mono - self._last_capture_ns)
+            if pts != NO_TIMESTAMP and self._last_pts_ns is not None:
+                gen.pts_shift_ns = self._last_pts_ns + gap_ns - pts
+        gen.delivered += 1
+        if pts != NO_TIMESTAMP:
+            pts += gen.pts_shift_ns
+            self._last_pts_ns = pts
+        self._last_capture_ns = mono
         if self._state != "running":
             self._report(
                 "source_restored",
@@ -359,16 +389,16 @@ class GstSource(Source):
                     "source": self.name,
                     "attempts": self._attempts,
                     "down_s": round((now - self._down_since_ns) / 1e9, 3),
+                    "gap_s": round(gap_ns / 1e9, 3),
                 },
             )
             self._state, self._attempts, self._delay_s = "running", 0, self.options.backoff_initial_s
         self._last_frame_ns = now
-        pts, mono = captured.pts_ns, captured.monotonic_ns
         if self._timestamps is not None:
             if self._index >= len(self._timestamps):
                 raise SourceError(f"{self.name}: frame {self._index} has no line in frames.jsonl")
             pts, mono = self._timestamps[self._index]
-        frame = Frame(self._index, pts, mono, captured.image)
+        frame = Frame(self._index, pts, mono, captured.image, gap_ns=gap_ns)
         self._index += 1
         return frame
 

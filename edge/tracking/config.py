@@ -46,6 +46,11 @@ class TrackerConfig:
         score_alpha: weight of the newest score in the score EMA.
         max_age_s: a track coasts this long without a hit before it is deleted (time based, so it
             holds at any frame rate).
+        hold_gap_s: when the source was down (a camera link that dropped and came back) for at
+            most this long, the tracks are held across the outage: its time does not count
+            towards ``max_age_s``, so a sign seen before and after the gap keeps its track and is
+            not announced twice. After a longer outage every track ends (``stop_sign_lost``,
+            reason ``source_gap``).
     Distance:
         sign_size_m: real height of the sign face (0.75 m: a common 750 mm stop sign).
         focal_px: camera focal length in pixels; None = take ``intrinsics.fy``, or unknown.
@@ -65,6 +70,7 @@ class TrackerConfig:
     beta: float = 0.2
     score_alpha: float = 0.5
     max_age_s: float = 0.5
+    hold_gap_s: float = 3.0
     sign_size_m: float = 0.75
     focal_px: float | None = None
     intrinsics: CameraIntrinsics | None = None
@@ -88,6 +94,12 @@ class TrackerConfig:
         for name in ("centre_gate", "max_age_s", "sign_size_m", "speed_max_age_s"):
             if not getattr(self, name) > 0:
                 fail(name, "must be > 0")
+        if not (
+            isinstance(self.hold_gap_s, (int, float))
+            and math.isfinite(self.hold_gap_s)
+            and self.hold_gap_s >= 0
+        ):
+            fail("hold_gap_s", "must be a finite number >= 0")
         if self.max_scale_change < 1:
             fail("max_scale_change", "must be >= 1")
         if self.focal_px is not None and not self.focal_px > 0:

@@ -117,6 +117,21 @@ class Tracker:
         self.tracks.clear()
         return events
 
+    def bridge_gap(self, gap_ns: int, frame_index: int, timestamp_ns: int) -> list[TrackEvent]:
+        """The source was down for ``gap_ns`` before the frame ``frame_index`` at ``timestamp_ns``.
+
+        Up to ``hold_gap_s`` the tracks are held: the outage is taken out of their clocks (age,
+        filter time step), as if time had stopped while nothing could be seen. A longer outage
+        ends every track with reason ``source_gap``. Call it before :meth:`update` of that frame.
+        """
+        if gap_ns > self.config.hold_gap_s * 1e9:
+            return self.reset("source_gap", frame_index, timestamp_ns)
+        for track in self.tracks:
+            track.first_seen_ns += gap_ns
+            track.last_seen_ns += gap_ns
+            track.last_update_ns += gap_ns
+        return []
+
     def flush(self) -> list[TrackEvent]:
         """End of stream: close the open tracks at the last frame's time."""
         return self.reset("end_of_stream", self._last_frame, self._last_ns)

@@ -97,7 +97,7 @@ def test_rebuild_backoff_doubles_while_the_source_stays_down(tmp_path: Path) -> 
     # A camera whose every rebuild fails: a v4l2 device that disappears after opening is modelled
     # by a launch line whose rebuilt pipelines never deliver (drop everything from the start).
     events = Recorder()
-    options = SourceOptions(stall_timeout_s=0.2, backoff_initial_s=0.1, backoff_max_s=0.4)
+    options = SourceOptions(stall_timeout_s=0.2, open_timeout_s=0.2, backoff_initial_s=0.1, backoff_max_s=0.4)
     source = open_source(
         "gst://videotestsrc is-live=true ! video/x-raw,width=32,height=24,framerate=30/1 ! identity name=gate",
         options,

@@ -218,3 +218,53 @@ def test_events_need_m_confident_frames_in_the_window(stream: list, fps: int, hi
             else:
                 open_ids.remove(event.track_id)  # lost only after ahead, once
     assert {e.track_id for e in tracker.flush()} == open_ids  # every announced sign is closed
+
+
+# --- source outages (a camera link that dropped and came back) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("gap_s", "hold_gap_s", "expected"),
+    [
+        (0.0, 3.0, [(2, AHEAD, 1), (19, LOST, 1)]),  # no outage: one track to the end
+        (1.0, 3.0, [(2, AHEAD, 1), (19, LOST, 1)]),  # held: no timeout, no second announcement
+        (3.0, 3.0, [(2, AHEAD, 1), (19, LOST, 1)]),  # exactly the hold: still held
+        (3.5, 3.0, [(2, AHEAD, 1), (10, LOST, 1), (12, AHEAD, 2), (19, LOST, 2)]),  # too long: ended
+        (0.2, 0.0, [(2, AHEAD, 1), (10, LOST, 1), (12, AHEAD, 2), (19, LOST, 2)]),  # hold 0: every gap ends
+    ],
+)
+def test_outage_is_held_up_to_hold_gap_s(gap_s: float, hold_gap_s: float, expected: list) -> None:
+    tracker = Tracker(TrackerConfig(hold_gap_s=hold_gap_s))
+    out, gap_ns = [], int(gap_s * 1e9)
+    for index in range(20):
+        timestamp = index * FRAME_NS + (gap_ns if index >= 10 else 0)
+        if index == 10 and gap_ns:
+            out += [
+                (e.frame, e.event, e.track_id, e.reason) for e in tracker.bridge_gap(gap_ns, index, timestamp)
+            ]
+        out += [(e.frame, e.event, e.track_id, e.reason) for e in tracker.update(det(SIGN), index, timestamp)]
+    out += [(e.frame, e.event, e.track_id, e.reason) for e in tracker.flush()]
+    assert [row[:3] for row in out] == expected
+    reasons = [row[3] for row in out if row[1] == LOST]
+    assert reasons[-1] == "end_of_stream" and all(r == "source_gap" for r in reasons[:-1])
+
+
+def test_held_track_does_not_time_out_on_the_outage_but_still_on_later_misses() -> None:
+    tracker = Tracker(TrackerConfig(hold_gap_s=3.0, max_age_s=0.5))
+    for index in range(5):
+        tracker.update(det(SIGN), index, index * FRAME_NS)
+    gap_ns = 2_000_000_000
+    assert tracker.bridge_gap(gap_ns, 5, 5 * FRAME_NS + gap_ns) == []
+    # After the outage the sign is gone: the track times out max_age_s after its last hit
+    # (counted without the outage), not at once.
+    events = []
+    for index in range(5, 40):
+        events += [(e.frame, e.event) for e in tracker.update(det(), index, index * FRAME_NS + gap_ns)]
+    assert events == [(20, LOST)]  # last hit at frame 4; 0.5 s = 15 frames later, plus one
+
+
+def test_hold_gap_s_is_validated() -> None:
+    with pytest.raises(TrackerConfigError, match="hold_gap_s"):
+        TrackerConfig(hold_gap_s=-1.0)
+    with pytest.raises(TrackerConfigError, match="hold_gap_s"):
+        TrackerConfig(hold_gap_s=float("nan"))
