@@ -1,25 +1,98 @@
 """Soak test of the edge pipeline: RSS, open fds, threads and latency over time -> JSON + PNG.
 
     .venv/bin/python bench/soak.py --model model.onnx --minutes 30 --out bench/results/soak
+    .venv/bin/python bench/soak.py --model small.onnx --frames 1000000 \
+        --source drive://samples/drives/day_approach --out runs/soak_1m
 
 Runs ``edge-detect``'s pipeline in this process on a live test source (or --source) and samples
 /proc/self every --sample-s seconds; latency p50/p99 come from the 1 Hz heartbeat events.
 The summary compares RSS after warm-up with the end and p99 in the first and last fifths.
+
+``--frames N`` runs for N frames instead of minutes. A recorded drive (``drive://``) is then
+replayed endlessly at full speed: at its end the source is closed and opened again (so the
+GStreamer set-up and teardown soak too), frame indices and timestamps carrying on. The summary
+adds one row per ``--block`` frames: RSS, fds and threads at the block's end, the median and
+worst of the per-second p99 latencies in it, and the events files' size (with rotation at
+``--events-max-bytes``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import signal
+import statistics
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
 
 from stopsign.edge.cli.detect import run_detect
 from stopsign.edge.cli.detect_config import DetectConfig
+from stopsign.edge.frame import NO_TIMESTAMP, Frame
+from stopsign.edge.sources.base import Source, SourceOptions, StatusReport
+from stopsign.edge.sources.factory import make_source
+
+
+class EndlessReplay(Source):
+    """A finite source replayed forever: reopened at its end, indices and timestamps continued."""
+
+    def __init__(self, build: Callable[[], Source]) -> None:
+        self._build = build
+        self._inner = build()
+        self._index_base = 0
+        self._pts_base = 0
+        self._last: Frame | None = None
+        self.replays = 0
+
+    def open(self) -> None:
+        self._inner.open()
+        self.live, self.description = self._inner.live, f"endless {self._inner.description}"
+
+    def read(self, timeout_s: float) -> Frame | None:
+        frame = self._inner.read(timeout_s)
+        if frame is None and self._inner.eos:
+            self._inner.close()
+            last = self._last
+            if last is not None:
+                self._index_base = last.index + 1
+                self._pts_base = (last.pts_ns if last.pts_ns != NO_TIMESTAMP else 0) + 66_666_667
+            self._inner = self._build()
+            self._inner.open()
+            self.replays += 1
+            frame = self._inner.read(timeout_s)
+        if frame is None:
+            return None
+        pts = frame.pts_ns + self._pts_base if frame.pts_ns != NO_TIMESTAMP else NO_TIMESTAMP
+        # Capture time is now: the replay runs at full speed, not at the recording's pace.
+        frame = dataclasses.replace(
+            frame, index=frame.index + self._index_base, pts_ns=pts, monotonic_ns=time.monotonic_ns()
+        )
+        self._last = frame
+        return frame
+
+    @property
+    def eos(self) -> bool:
+        return False
+
+    @property
+    def dropped(self) -> int:
+        return self._inner.dropped
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def endless_factory(uri: str, options: SourceOptions, report: StatusReport) -> Source:
+    return EndlessReplay(lambda: make_source(uri, options, report))
+
+
+def events_bytes(events: Path) -> int:
+    return sum(p.stat().st_size for p in events.parent.glob(events.name + "*") if p.is_file())
 
 
 def proc_stats() -> dict[str, float]:
@@ -35,16 +108,44 @@ def proc_stats() -> dict[str, float]:
     }
 
 
-def sample(stop: threading.Event, every_s: float, duration_s: float, out: list[dict[str, float]]) -> None:
+def sample(
+    stop: threading.Event, every_s: float, duration_s: float, out: list[dict[str, float]], events: Path
+) -> None:
     start = time.monotonic()
-    with tqdm(total=int(duration_s), unit="s", desc="soak") as bar:
+    total = int(duration_s) if duration_s != float("inf") else None
+    with tqdm(total=total, unit="s", desc="soak") as bar:
         while not stop.wait(every_s):
             elapsed = time.monotonic() - start
-            out.append({"t_s": round(elapsed, 1), **proc_stats()})
-            bar.n = min(int(elapsed), int(duration_s))
+            out.append({"t_s": round(elapsed, 1), "monotonic_ns": time.monotonic_ns(), **proc_stats(),
+                        "events_bytes": events_bytes(events)})  # fmt: skip
+            bar.n = int(elapsed) if total is None else min(int(elapsed), total)
             bar.refresh()
             if elapsed >= duration_s:
                 stop.set()
+
+
+def blocks(samples: list[dict[str, float]], beats: list[dict], block: int) -> list[dict[str, float | None]]:
+    """One row per ``block`` frames: the last sample before the block's end, and its heartbeats."""
+    rows: list[dict[str, float | None]] = []
+    if not beats:
+        return rows
+    end = block
+    while end <= beats[-1]["frame"] + 1:
+        inside = [b for b in beats if end - block <= b["frame"] < end and b.get("p99_ms") is not None]
+        end_ns = max((b["monotonic_ns"] for b in beats if b["frame"] < end), default=0)
+        before = [s for s in samples if s["monotonic_ns"] <= end_ns] or samples[:1]
+        last = before[-1]
+        p99 = [b["p99_ms"] for b in inside]
+        rows.append({
+            "frames": end,
+            "rss_mb": round(last["rss_mb"], 1), "fds": last["fds"], "threads": last["threads"],
+            "events_bytes": last["events_bytes"],
+            "p50_ms_median": round(statistics.median(b["p50_ms"] for b in inside), 2) if inside else None,
+            "p99_ms_median": round(statistics.median(p99), 2) if p99 else None,
+            "p99_ms_max": round(max(p99), 2) if p99 else None,
+        })  # fmt: skip
+        end += block
+    return rows
 
 
 def summarise(samples: list[dict[str, float]], beats: list[dict], warmup_s: float) -> dict[str, float | None]:
@@ -97,6 +198,9 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--source", default="test://?size=640x480&fps=30")
     parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--frames", type=int, default=0, help="stop after this many frames (drive:// loops)")
+    parser.add_argument("--block", type=int, default=100_000, help="frames per summary row with --frames")
+    parser.add_argument("--events-max-bytes", type=int, default=50_000_000, help="events file rotation size")
     parser.add_argument("--sample-s", type=float, default=5.0)
     parser.add_argument("--warmup-s", type=float, default=60.0)
     parser.add_argument("--budget-ms", type=float, default=100.0)
@@ -106,22 +210,36 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     events = out / "events.jsonl"
     events.unlink(missing_ok=True)
+    for old in out.glob("events.jsonl.*"):
+        old.unlink()
     config = DetectConfig(
-        source=args.source, model=args.model, events=str(events), health=False, budget_ms=args.budget_ms
-    )
+        source=args.source, model=args.model, events=str(events), health=False, budget_ms=args.budget_ms,
+        max_frames=args.frames, events_max_bytes=args.events_max_bytes,
+    )  # fmt: skip
     stop, samples = threading.Event(), []
+    duration_s = args.minutes * 60 if not args.frames else float("inf")
     sampler = threading.Thread(
-        target=sample, args=(stop, args.sample_s, args.minutes * 60, samples), daemon=True
+        target=sample, args=(stop, args.sample_s, duration_s, samples, events), daemon=True
     )
     sampler.start()
-    code = run_detect(config, stop)
+    # Ctrl-C / SIGTERM end the run early but still write the summary of what ran.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    endless = args.frames and args.source.startswith("drive://")
+    code = run_detect(config, stop, source_factory=endless_factory if endless else make_source)
     stop.set()
     sampler.join()
-    beats = [e for e in map(json.loads, events.read_text().splitlines()) if e["event"] == "heartbeat"]
+    lines = [
+        line for p in sorted(out.glob("events.jsonl*"), reverse=True) for line in p.read_text().splitlines()
+    ]
+    beats = sorted(
+        (e for e in map(json.loads, lines) if e["event"] == "heartbeat"), key=lambda b: b["monotonic_ns"]
+    )
     result = {
         "config": {**vars(args)},
         "exit_code": code,
         "summary": summarise(samples, beats, args.warmup_s),
+        "blocks": blocks(samples, beats, args.block) if args.frames else [],
         "samples": samples,
         "latency": [
             {k: b.get(k) for k in ("monotonic_ns", "fps", "p50_ms", "p99_ms", "drop_rate")} for b in beats
@@ -130,6 +248,8 @@ def main() -> None:
     (out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(samples, beats, out / "soak.png")
     print(json.dumps(result["summary"], indent=2))
+    for row in result["blocks"]:
+        print(json.dumps(row))
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ a backoff (1 s doubling to 60 s). A sink never stops detection.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import shutil
 import socket
 import sys
 import time
@@ -216,25 +218,31 @@ def annotate(image: np.ndarray, result: FrameResult, class_names: Sequence[str])
 
 
 class VideoSink(Sink):
-    """Annotated video through ``cv2.VideoWriter`` (mp4v); the frame size is fixed by the first frame."""
+    """Annotated video through ``cv2.VideoWriter`` (mp4v); the frame size is fixed by the first frame.
+
+    ``cv2.VideoWriter`` reports no write error: on a full disk it drops frames with a warning of
+    its own. So the free space is checked when the file opens and every ``SPACE_CHECK_FRAMES``
+    frames, and less than one raw frame free is a failure (ENOSPC) the guard reports and retries.
+    A retry never overwrites what was written: it continues in ``<name>.part<N><suffix>``.
+    """
 
     name = "video"
+    SPACE_CHECK_FRAMES = 30
 
     def __init__(self, path: str, fps: Callable[[], float | None], class_names: Sequence[str]) -> None:
         self.path, self._fps, self._names = path, fps, list(class_names)
         self._writer: cv2.VideoWriter | None = None
         self._canvas: np.ndarray | None = None  # reused drawing buffer (frames may be read-only)
+        self._parts = 0  # files opened so far
+        self._written = 0
+        self._current = Path(path)
 
     def on_frame(self, result: FrameResult) -> None:
         image = result.frame.image
         if self._writer is None:
             h, w = image.shape[:2]
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-            writer = cv2.VideoWriter(self.path, fourcc, float(self._fps() or 30.0), (w, h))
-            if not writer.isOpened():
-                raise OSError(f"{self.path}: cv2.VideoWriter cannot open it for mp4v {w}x{h}")
-            self._writer, self._canvas = writer, np.empty((h, w, 3), np.uint8)
+            self._canvas = np.empty((h, w, 3), np.uint8)
+            self._writer = self._open_writer(w, h)
         assert self._canvas is not None
         if image.shape == self._canvas.shape:
             np.copyto(self._canvas, image)
@@ -242,6 +250,30 @@ class VideoSink(Sink):
             cv2.resize(image, self._canvas.shape[1::-1], dst=self._canvas)
         annotate(self._canvas, result, self._names)
         self._writer.write(self._canvas)
+        self._written += 1
+        if self._written % self.SPACE_CHECK_FRAMES == 0:
+            self._check_space()
+
+    def _open_writer(self, w: int, h: int) -> cv2.VideoWriter:
+        target = Path(self.path)
+        if self._parts:
+            target = target.with_name(f"{target.stem}.part{self._parts}{target.suffix}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._current = target
+        self._check_space()
+        writer = cv2.VideoWriter(
+            str(target), cv2.VideoWriter_fourcc(*"mp4v"), float(self._fps() or 30.0), (w, h)
+        )
+        if not writer.isOpened():
+            raise OSError(f"{target}: cv2.VideoWriter cannot open it for mp4v {w}x{h}")
+        self._parts += 1
+        return writer
+
+    def _check_space(self) -> None:
+        frame_bytes = self._canvas.nbytes if self._canvas is not None else 0
+        free = shutil.disk_usage(self._current.parent).free
+        if free <= frame_bytes:
+            raise OSError(errno.ENOSPC, f"No space left on device for {self._current} ({free} bytes free)")
 
     def close(self) -> None:
         if self._writer is not None:
@@ -393,6 +425,16 @@ class GuardedSink:
             self.disabled_until = self._clock() + self._delay_s
             retry_in = self._delay_s
             self._delay_s = min(self._delay_s * 2, self._retry_max_s)
+            if not self._recovering:
+                # Also on stderr, once per outage: when the failing sink is the events file
+                # itself, the sink_error event below has nowhere else to go.
+                log.warning(
+                    "sink %s failed (%s: %s); retrying in %g s",
+                    self.sink.name,
+                    type(exc).__name__,
+                    exc,
+                    retry_in,
+                )
             # Disabled before reporting: the report may reach this very sink.
             self._report(
                 "sink_error",

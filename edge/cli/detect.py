@@ -44,7 +44,7 @@ from stopsign.edge.sinks import (
     gui_available,
     parse_host_port,
 )
-from stopsign.edge.sources.base import Source, SourceError, SourceOptions
+from stopsign.edge.sources.base import Source, SourceError, SourceOptions, StatusReport
 from stopsign.edge.sources.factory import make_source
 from stopsign.edge.sources.launch import CameraOptions
 from stopsign.edge.sources.sanity import SanityOptions
@@ -59,6 +59,7 @@ SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "assets" / "stopsign.onnx"
 
 # A backend factory: builds and loads a backend, returns it with the model's spec.
 BackendFactory = Callable[[DetectConfig], tuple[Backend, ModelSpec]]
+SourceFactory = Callable[[str, SourceOptions, StatusReport], Source]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,15 +264,17 @@ def run_detect(
     stop: threading.Event,
     backend_factory: BackendFactory = load_backend,
     health_stream: Any = None,
+    source_factory: SourceFactory = make_source,
 ) -> int:
-    """Run the whole pipeline for ``config``; returns the exit code. ``backend_factory`` lets a
-    caller supply another backend (the benchmark's, a fault-injecting one)."""
+    """Run the whole pipeline for ``config``; returns the exit code. ``backend_factory`` and
+    ``source_factory`` let a caller supply another backend (the benchmark's, a fault-injecting
+    one) or source (the soak's endless replay of a recorded drive)."""
     preflight(config)
     backend, spec = backend_factory(config)
     channel = EventChannel()
     camera = CameraOptions(parse_size(config.camera_size) if config.camera_size else None, config.camera_fps)
     options = SourceOptions(camera, config.live, config.stall_timeout, config.open_timeout)
-    source = make_source(config.uri, options, channel.emit)
+    source = source_factory(config.uri, options, channel.emit)
     guarded: list[GuardedSink] = []
     try:
         source.open()
