@@ -16,7 +16,9 @@ clock): time from the last frame to ``source_stalled``, time from the camera's r
 server listening) to the first processed frame and to ``source_restored``, frames lost at the
 camera's rate, and the ``stop_sign_ahead`` / ``stop_sign_lost`` events around the gap (the sign
 is in view before and after: one announcement in all is right). Then ``--cycles`` kill/return
-cycles of 1 s, sampling the detector's RSS and open file descriptors after each.
+cycles of 1 s, sampling the detector's RSS, open file descriptors and threads after each; the
+first ``--warmup-cycles`` let the allocator's per-thread arenas fill (each rebuilt pipeline
+brings new streaming threads), the growth is measured over the rest, and ``--plot`` draws all.
 """
 
 from __future__ import annotations
@@ -225,7 +227,7 @@ def run(args: argparse.Namespace) -> dict:
             time.sleep(args.settle)
             windows.append((f"{kind}:{seconds:g}", seconds, fault_ns, back_ns, time.monotonic_ns()))
         samples.append(proc_stats(detector.pid))
-        for _ in tqdm(range(args.cycles), desc="kill/return cycles", unit="cycle"):
+        for _ in tqdm(range(args.warmup_cycles + args.cycles), desc="kill/return cycles", unit="cycle"):
             camera.kill()
             time.sleep(1.0)
             camera.start()
@@ -251,18 +253,38 @@ def run(args: argparse.Namespace) -> dict:
         "faults": [asdict(r) for r in results],
         "cycles": {
             "count": args.cycles,
-            "first": samples[0] if samples else None,
+            "warmup": args.warmup_cycles,
+            "first": samples[args.warmup_cycles] if len(samples) > args.warmup_cycles else None,
             "last": samples[-1] if samples else None,
             "samples": samples,
         },
         "detector_exit": detector.returncode,
         "work": str(work),
     }
-    if len(samples) > 1:
-        summary["cycles"]["rss_growth"] = round(samples[-1]["rss_mb"] / samples[0]["rss_mb"] - 1, 4)
-        summary["cycles"]["fd_growth"] = samples[-1]["fds"] - samples[0]["fds"]
-        summary["cycles"]["thread_growth"] = samples[-1]["threads"] - samples[0]["threads"]
+    first, last = summary["cycles"]["first"], summary["cycles"]["last"]
+    if first is not None and last is not None:
+        summary["cycles"]["rss_growth"] = round(last["rss_mb"] / first["rss_mb"] - 1, 4)
+        summary["cycles"]["fd_growth"] = last["fds"] - first["fds"]
+        summary["cycles"]["thread_growth"] = last["threads"] - first["threads"]
     return summary
+
+
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples, warmup = summary["cycles"]["samples"], summary["cycles"]["warmup"]
+    fig, axes = plt.subplots(3, 1, figsize=(7, 6), sharex=True)
+    for ax, key, label in zip(axes, ("rss_mb", "fds", "threads"), ("RSS (MB)", "open fds", "threads")):
+        ax.plot(range(len(samples)), [s[key] for s in samples], marker=".")
+        ax.axvline(warmup, color="grey", linestyle=":")
+        ax.set_ylabel(label)
+    axes[0].set_title("edge-detect, RTSP camera killed and back each cycle (dotted: warm-up end)", fontsize=10)
+    axes[-1].set_xlabel("cycles")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 def markdown(summary: dict) -> str:
@@ -280,7 +302,7 @@ def markdown(summary: dict) -> str:
         a, b = cycles["first"], cycles["last"]
         rows.append("")
         rows.append(
-            f"After {cycles['count']} kill/return cycles: RSS {a['rss_mb']:.1f} -> {b['rss_mb']:.1f} MB "
+            f"Over {cycles['count']} kill/return cycles after {cycles['warmup']} of warm-up: RSS {a['rss_mb']:.1f} -> {b['rss_mb']:.1f} MB "
             f"({cycles.get('rss_growth', 0) * 100:+.1f} %), fds {a['fds']} -> {b['fds']}, "
             f"threads {a['threads']} -> {b['threads']}"
         )
@@ -302,6 +324,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--cycles", type=int, default=20, help="kill/return cycles for the leak check")
     parser.add_argument(
+        "--warmup-cycles", type=int, default=10, help="cycles before the leak check's baseline"
+    )
+    parser.add_argument("--plot", type=Path, help="PNG of RSS, fds and threads per cycle")
+    parser.add_argument(
         "--settle", type=float, default=3.0, help="seconds of normal stream after each return"
     )
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -310,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=1) + "\n")
+    if args.plot:
+        plot(summary, args.plot)
     print(markdown(summary))
     return 0
 

@@ -70,7 +70,7 @@ class TrackerConfig:
     beta: float = 0.2
     score_alpha: float = 0.5
     max_age_s: float = 0.5
-    hold_gap_s: float = 3.0
+    hold_gap_s: float = 5.0
     sign_size_m: float = 0.75
     focal_px: float | None = None
     intrinsics: CameraIntrinsics | None = None
