@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from tqdm import tqdm
 
@@ -91,6 +92,43 @@ def endless_factory(uri: str, options: SourceOptions, report: StatusReport) -> S
     return EndlessReplay(lambda: make_source(uri, options, report))
 
 
+class HeartbeatFollower:
+    """Follows the events file across rotations (as ``tail -F`` does) and keeps the heartbeats,
+    so that rotation may drop old files without losing the latency record."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.beats: list[dict] = []
+        self._handle: IO[str] | None = None
+        self._inode: int | None = None
+        self._partial = ""
+
+    def poll(self) -> None:
+        while True:
+            if self._handle is None:
+                try:
+                    self._handle = self.path.open(encoding="utf-8")
+                except FileNotFoundError:
+                    return
+                self._inode, self._partial = os.fstat(self._handle.fileno()).st_ino, ""
+            *lines, self._partial = (self._partial + self._handle.read()).split("\n")
+            self.beats += [json.loads(line) for line in lines if '"heartbeat"' in line]
+            try:
+                current: int | None = self.path.stat().st_ino
+            except FileNotFoundError:
+                current = None
+            if current == self._inode:
+                return
+            # Rotated: the writer closed the old file before renaming it, so it has been read whole.
+            self._handle.close()
+            self._handle = None
+
+    def close(self) -> None:
+        self.poll()
+        if self._handle is not None:
+            self._handle.close()
+
+
 def events_bytes(events: Path) -> int:
     return sum(p.stat().st_size for p in events.parent.glob(events.name + "*") if p.is_file())
 
@@ -109,13 +147,19 @@ def proc_stats() -> dict[str, float]:
 
 
 def sample(
-    stop: threading.Event, every_s: float, duration_s: float, out: list[dict[str, float]], events: Path
+    stop: threading.Event,
+    every_s: float,
+    duration_s: float,
+    out: list[dict[str, float]],
+    events: Path,
+    follower: HeartbeatFollower,
 ) -> None:
     start = time.monotonic()
     total = int(duration_s) if duration_s != float("inf") else None
     with tqdm(total=total, unit="s", desc="soak") as bar:
         while not stop.wait(every_s):
             elapsed = time.monotonic() - start
+            follower.poll()
             out.append({"t_s": round(elapsed, 1), "monotonic_ns": time.monotonic_ns(), **proc_stats(),
                         "events_bytes": events_bytes(events)})  # fmt: skip
             bar.n = int(elapsed) if total is None else min(int(elapsed), total)
@@ -218,8 +262,9 @@ def main() -> None:
     )  # fmt: skip
     stop, samples = threading.Event(), []
     duration_s = args.minutes * 60 if not args.frames else float("inf")
+    follower = HeartbeatFollower(events)
     sampler = threading.Thread(
-        target=sample, args=(stop, args.sample_s, duration_s, samples, events), daemon=True
+        target=sample, args=(stop, args.sample_s, duration_s, samples, events, follower), daemon=True
     )
     sampler.start()
     # Ctrl-C / SIGTERM end the run early but still write the summary of what ran.
@@ -229,12 +274,8 @@ def main() -> None:
     code = run_detect(config, stop, source_factory=endless_factory if endless else make_source)
     stop.set()
     sampler.join()
-    lines = [
-        line for p in sorted(out.glob("events.jsonl*"), reverse=True) for line in p.read_text().splitlines()
-    ]
-    beats = sorted(
-        (e for e in map(json.loads, lines) if e["event"] == "heartbeat"), key=lambda b: b["monotonic_ns"]
-    )
+    follower.close()
+    beats = follower.beats
     result = {
         "config": {**vars(args)},
         "exit_code": code,
