@@ -133,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     trk.add_argument("--confirm", help="confirm a sign after M hits in the last N frames (default 3/4)")
     trk.add_argument("--max-age", type=float, help="seconds a track coasts without a hit (default 0.5)")
     trk.add_argument(
+        "--hold-gap",
+        type=float,
+        help="seconds of camera outage over which tracks are held, not ended (default 5; 0: end them)",
+    )
+    trk.add_argument(
         "--enter-threshold",
         type=float,
         help="score that starts a track or counts towards confirmation (default 0.8 x the model's operating)",
@@ -232,6 +237,7 @@ def make_tracker(spec: ModelSpec, config: DetectConfig, still_images: bool) -> T
         "confirm_hits": int(hits),
         "confirm_window": int(window),
         "max_age_s": config.max_age,
+        "hold_gap_s": config.hold_gap,
         "focal_px": config.focal_px,
         "intrinsics": drive_intrinsics(config.uri),
         "sign_size_m": config.sign_size_m,

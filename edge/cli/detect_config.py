@@ -58,6 +58,8 @@ class DetectConfig:
     # stay at 0.6 x enter, unless given.
     confirm: str = "3/4"
     max_age: float = 0.5
+    # A camera outage up to this long keeps the tracks (no second announcement of the same sign).
+    hold_gap: float = 5.0
     enter_threshold: float | None = None
     stay_threshold: float | None = None
     focal_px: float | None = None
@@ -102,6 +104,8 @@ class DetectConfig:
         for key in ("max_age", "sign_size_m"):
             if not getattr(self, key) > 0:
                 fail(key, "must be > 0")
+        if not self.hold_gap >= 0:
+            fail("hold_gap", "must be >= 0")
         if self.focal_px is not None and not self.focal_px > 0:
             fail("focal_px", "must be > 0")
         if self.speed_kmh is not None and self.speed_kmh < 0:

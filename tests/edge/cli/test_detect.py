@@ -381,3 +381,23 @@ def test_engine_nms_output_skips_host_nms(
     assert run_detect(config, threading.Event(), factory_of(lambda: AlreadySuppressed(suppressed), [])) == 0
     dets = read_jsonl(tmp_path / "d.jsonl")
     assert [len(d["detections"]) for d in dets] == [boxes] * 3
+
+
+@pytest.mark.parametrize(
+    ("file_value", "flag", "expected"), [(None, None, 5.0), (2.0, None, 2.0), (2.0, 0.0, 0.0)]
+)
+def test_hold_gap_from_the_config_file_and_the_flag(file_value, flag, expected: float) -> None:
+    from stopsign.edge.cli.detect import make_tracker
+    from stopsign.edge.cli.detect_config import build_config
+    from stopsign.edge.onnx_meta import read_spec_from_onnx
+
+    file_values = {"source": "test://"} | ({"hold_gap": file_value} if file_value is not None else {})
+    config = build_config(file_values, {"hold_gap": flag})
+    assert config.hold_gap == expected
+    tracker = make_tracker(read_spec_from_onnx(SHIPPED_MODEL), config, still_images=False)
+    assert tracker is not None and tracker.config.hold_gap_s == expected
+
+
+def test_a_negative_hold_gap_is_a_config_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--source", "test://", "--hold-gap", "-1"]) == 2
+    assert "hold_gap=-1.0: must be >= 0" in capsys.readouterr().err
