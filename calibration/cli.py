@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     qdq.add_argument("--percentile", type=float, default=99.999)
 
-    rep = sub.add_parser("report", help="FP32 vs FP16 vs INT8 accuracy and ORT CPU latency")
+    rep = sub.add_parser("report", help="FP32 vs FP16 vs INT8 accuracy and CPU latency")
     rep.add_argument("--model", type=Path, required=True, help="FP32 ONNX")
     rep.add_argument("--int8", type=Path, nargs="+", required=True, help="one or more Q/DQ models")
     rep.add_argument("--fp16", type=Path)
@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--split", default="val", help="split list to use when present (default val)")
     rep.add_argument("--limit", type=int, help="evaluate the first N images only")
     rep.add_argument("--out", type=Path, default=Path("docs/int8.md"))
+    rep.add_argument(
+        "--backend",
+        default="onnxruntime",
+        help="CPU runtime: onnxruntime (default) or openvino (reads Q/DQ as INT8)",
+    )
 
     legacy = sub.add_parser("legacy-cache", help="TensorRT (<= 10) calibration caches")
     legacy_sub = legacy.add_subparsers(dest="legacy_command", required=True)
@@ -137,7 +142,7 @@ def _report(args: argparse.Namespace) -> int:
     from stopsign.calibration.report import build_report
     from stopsign.edge.artifacts import atomic_write_text
 
-    text, _ = build_report(args.model, args.int8, args.data, args.fp16, args.split, args.limit)
+    text, _ = build_report(args.model, args.int8, args.data, args.fp16, args.split, args.limit, args.backend)
     section = f"{REPORT_BEGIN}\n{text}{REPORT_END}\n"
     out: Path = args.out
     if out.is_file() and REPORT_BEGIN in (old := out.read_text(encoding="utf-8")) and REPORT_END in old:

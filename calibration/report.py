@@ -1,4 +1,8 @@
-"""``edge-calibrate report``: FP32 vs FP16 vs INT8 Q/DQ on one validation set, in ONNX Runtime CPU.
+"""``edge-calibrate report``: FP32 vs FP16 vs INT8 Q/DQ on one validation set, on a CPU backend.
+
+``--backend`` picks the runtime (ONNX Runtime by default, or OpenVINO: it reads Q/DQ as real
+INT8, where ONNX Runtime's CPU provider runs much of it as float), through the same backend
+classes ``edge-detect`` uses.
 
 Every model is run through the runtime's own pipeline (letterbox, ``to_network_input``,
 ``decode_yolov5``), so the numbers are what the car would compute, minus TensorRT's kernels.
@@ -10,6 +14,7 @@ nothing about TensorRT INT8 speed - that is measured with ``edge-bench`` on the 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,49 +49,56 @@ class PrecisionRow:
     metrics: DetectionMetrics
     latency_ms_p50: float
     latency_ms_p90: float
+    backend: str = "onnxruntime"
 
 
-def evaluate_model(path: Path, entries: list[ImageEntry], threshold: float, label: str) -> PrecisionRow:
-    """Run ``path`` on every labelled entry and summarise at ``threshold``."""
-    import onnxruntime
+def evaluate_model(
+    path: Path, entries: list[ImageEntry], threshold: float, label: str, backend: str = "onnxruntime"
+) -> PrecisionRow:
+    """Run ``path`` on ``backend`` (CPU) on every labelled entry and summarise at ``threshold``."""
+    from stopsign.edge.backends.base import BackendError, BackendOptions, resolve_backend
 
     try:
         spec = read_spec_from_onnx(path)
     except (ModelSpecError, FileNotFoundError) as exc:
         raise CalibrationError(str(exc)) from None
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
+    try:
+        runner = resolve_backend(backend, path)()
+        runner.load(path, spec, BackendOptions(device="cpu"))
+    except BackendError as exc:
+        raise CalibrationError(f"--backend {backend}: {exc}") from None
     buffer = np.empty((*spec.input_size, 3), dtype=np.uint8)
     results: list[ImageResult] = []
     example = None
-    for entry in tqdm(entries, desc=f"eval {label}", unit="img"):
-        image = cv2.imread(str(entry.path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise CalibrationError(f"{entry.path}: unreadable validation image")
-        boxed, transform = letterbox(image, spec.input_size, spec.pad_value, out=buffer)
-        tensor = to_network_input(boxed, spec.scale, rgb=spec.color_order == "RGB")
-        example = tensor if example is None else example
-        raw = session.run(None, {input_name: tensor})[0]
-        dets = decode_yolov5(raw, AP_CONF, spec.nms_iou, transform)
-        height, width = image.shape[:2]
-        results.append(
-            ImageResult(dets.xyxy, dets.score, yolo_to_xyxy(entry.boxes, width, height), entry.role)
-        )
-    assert example is not None  # entries is non-empty (checked by the caller)
-    p50, p90 = latency_ms(session, input_name, example)
-    return PrecisionRow(label, path, spec, summarize(results, threshold), p50, p90)
+    try:
+        for entry in tqdm(entries, desc=f"eval {label} ({backend})", unit="img"):
+            image = cv2.imread(str(entry.path), cv2.IMREAD_COLOR)
+            if image is None:
+                raise CalibrationError(f"{entry.path}: unreadable validation image")
+            boxed, transform = letterbox(image, spec.input_size, spec.pad_value, out=buffer)
+            tensor = to_network_input(boxed, spec.scale, rgb=spec.color_order == "RGB")
+            example = tensor.copy() if example is None else example
+            raw = runner.infer(tensor)
+            dets = decode_yolov5(raw, AP_CONF, spec.nms_iou, transform)
+            height, width = image.shape[:2]
+            results.append(
+                ImageResult(dets.xyxy, dets.score, yolo_to_xyxy(entry.boxes, width, height), entry.role)
+            )
+        assert example is not None  # entries is non-empty (checked by the caller)
+        p50, p90 = latency_ms(lambda: runner.infer(example))
+    finally:
+        runner.close()
+    return PrecisionRow(label, path, spec, summarize(results, threshold), p50, p90, backend)
 
 
-def latency_ms(
-    session: object, input_name: str, example: np.ndarray, warmup: int = 5, runs: int = 30
-) -> tuple[float, float]:
-    """Median and p90 wall time (ms) of ``session.run`` on one (1, 3, H, W) input."""
+def latency_ms(run: Callable[[], object], warmup: int = 5, runs: int = 30) -> tuple[float, float]:
+    """Median and p90 wall time (ms) of ``run()`` (one (1, 3, H, W) inference)."""
     for _ in range(warmup):
-        session.run(None, {input_name: example})  # type: ignore[attr-defined]
+        run()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        session.run(None, {input_name: example})  # type: ignore[attr-defined]
+        run()
         times.append((time.perf_counter() - start) * 1e3)
     return float(np.median(times)), float(np.percentile(times, 90))
 
@@ -105,8 +117,9 @@ def build_report(
     fp16: Path | None = None,
     split: str | None = "val",
     limit: int | None = None,
+    backend: str = "onnxruntime",
 ) -> tuple[str, list[PrecisionRow]]:
-    """Evaluate every model on ``data`` and return (markdown, rows)."""
+    """Evaluate every model on ``data`` with ``backend`` and return (markdown, rows)."""
     _, fp32_spec = load_model_and_spec(model)  # also refuses a model without ModelSpec
     entries = [e for e in scan_data(data, split) if e.labelled]
     if limit is not None:
@@ -116,7 +129,7 @@ def build_report(
     threshold = fp32_spec.operating_threshold
     models = [("FP32", model)] + ([("FP16", fp16)] if fp16 else [])
     models += [(f"INT8 Q/DQ ({_method_of(p)})", p) for p in int8]
-    rows = [evaluate_model(path, entries, threshold, label) for label, path in models]
+    rows = [evaluate_model(path, entries, threshold, label, backend) for label, path in models]
     for row in rows[1:]:
         if tuple(row.spec.input_size) != tuple(fp32_spec.input_size):
             raise CalibrationError(
@@ -144,7 +157,7 @@ def _markdown(rows: list[PrecisionRow], data: Path, threshold: float, int8: list
     base = rows[0].metrics
     lines = [
         "| model | mAP@0.5 | Δ vs FP32 (points) | mAP@0.5:0.95 | recall @ thr | precision @ thr "
-        "| FP on confusers | FP on negatives | ORT CPU p50 ms | p90 ms |",
+        f"| FP on confusers | FP on negatives | {rows[0].backend} CPU p50 ms | p90 ms |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:

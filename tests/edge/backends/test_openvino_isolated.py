@@ -1,4 +1,4 @@
-"""Runs test_openvino.py in a process of its own, so OpenVINO is never loaded in the main test process.
+"""Runs the OpenVINO tests (backend, calibration report) in a process of their own, so OpenVINO is never loaded in the main test process.
 
 With OpenVINO's libraries loaded, a later training test that forks persistent loader workers and
 spawns DDP ranks was killed by SIGSEGV (seen here with OpenVINO 2026.4 and torch 2.13); the runtime
@@ -30,6 +30,7 @@ def test_openvino_backend_in_its_own_process(tmp_path: Path) -> None:
         "-p",
         "no:cacheprovider",
         "tests/edge/backends/test_openvino.py",
+        "tests/calibration/test_report_openvino.py",
     ]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
