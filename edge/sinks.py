@@ -262,7 +262,7 @@ class VideoSink(Sink):
         self._current = target
         self._check_space()
         writer = cv2.VideoWriter(
-            str(target), cv2.VideoWriter_fourcc(*"mp4v"), float(self._fps() or 30.0), (w, h)
+            str(target), cv2.VideoWriter.fourcc(*"mp4v"), float(self._fps() or 30.0), (w, h)
         )
         if not writer.isOpened():
             raise OSError(f"{target}: cv2.VideoWriter cannot open it for mp4v {w}x{h}")

@@ -38,6 +38,7 @@ STOPPED_KEY = "stopsign/stopped_on_error"
 # ranks can read whose error came first before they stop too.
 STORE_LINGER_S = 3.0
 RENDEZVOUS_TIMEOUT = timedelta(minutes=10)
+AGREED_EXIT_TIMEOUT = timedelta(hours=2)
 
 
 class DistributedError(RuntimeError):
@@ -186,7 +187,12 @@ def shutdown(agreed: bool = True) -> bool:
     if not (dist.is_available() and dist.is_initialized()):
         return False
     if agreed:
-        dist.barrier()
+        # Rank 0 may still be running the final validation the others skip: wait as long as that
+        # can take. gloo's monitored barrier takes its own timeout; NCCL's uses the group's.
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=AGREED_EXIT_TIMEOUT)
+        else:
+            dist.barrier()
         dist.destroy_process_group()
     return True
 

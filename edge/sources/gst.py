@@ -412,6 +412,7 @@ class GstSource(Source):
     # --- frames -------------------------------------------------------------------------------
 
     def _next_captured(self, gen: _Generation, timeout_s: float) -> _Captured | None:
+        captured: _Captured | None
         if self._stash is not None:
             captured, self._stash = self._stash, None
             return captured
