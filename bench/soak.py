@@ -268,10 +268,13 @@ def main() -> None:
     )
     sampler.start()
     # Ctrl-C / SIGTERM end the run early but still write the summary of what ran.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     endless = args.frames and args.source.startswith("drive://")
-    code = run_detect(config, stop, source_factory=endless_factory if endless else make_source)
+    try:
+        code = run_detect(config, stop, source_factory=endless_factory if endless else make_source)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     stop.set()
     sampler.join()
     follower.close()
