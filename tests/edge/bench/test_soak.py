@@ -33,7 +33,10 @@ def test_frames_mode_replays_the_drive_and_keeps_every_heartbeat(
     result = json.loads((out / "soak.json").read_text())
     assert result["exit_code"] == 0
     # The 60-frame drive was replayed: 400 frames ran, with continuous frame indices.
-    assert [row["frames"] for row in result["blocks"]][:3] == [100, 200, 300]
+    stopped = json.loads((out / "events.jsonl").read_text().splitlines()[-1])
+    assert stopped["event"] == "stopped" and stopped["frames"] == 400 and stopped["frame"] == 399
+    rows = [row["frames"] for row in result["blocks"]]
+    assert rows and rows == list(range(100, 100 * len(rows) + 1, 100))  # up to the last heartbeat
     # Rotation kept at most 3 old files, yet the heartbeats of the whole run were followed.
     assert len(list(out.glob("events.jsonl.*"))) <= 3
     beats = result["latency"]
