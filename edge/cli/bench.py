@@ -54,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", type=Path, nargs="+", default=[SHIPPED_MODEL], help="model file(s) or checkpoint folder(s)"
     )
     p.add_argument(
-        "--backend", nargs="+", default=["auto"], help="backend(s): auto, onnxruntime, torch, tensorrt"
+        "--backend",
+        nargs="+",
+        default=["auto"],
+        help="backend(s): auto, onnxruntime, openvino, torch, tensorrt",
     )
     p.add_argument("--img", type=int, nargs="+", help="keep only models with this input size (px)")
     p.add_argument("--precision", nargs="+", help="keep only models of this precision (fp32, fp16, int8)")
