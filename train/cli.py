@@ -13,6 +13,7 @@ import sys
 # (subcommand, module under stopsign.train, one-line help)
 SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("train", "stopsign.train.train_cmd", "train a YOLOv5 model (YOLOv5 train.py flags)"),
+    ("tune", "stopsign.train.tune_cmd", "hyper-parameter search with Optuna (one machine to a cluster)"),
     ("val", "stopsign.train.val_cmd", "evaluate a checkpoint: mAP, curves, operating threshold"),
     ("info", "stopsign.train.info", "layers, parameters and GFLOPs of a model config"),
     (

@@ -98,6 +98,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     add("--freeze-bn", dest="freeze_bn", action="store_const", const=True, help="keep BatchNorm in eval mode")
     add(
+        "--evolve",
+        type=int,
+        metavar="N",
+        help="search the hyper-parameters instead: N trials of edge-train tune (runs/tune/stopsign)",
+    )
+    add(
         "--resume",
         nargs="?",
         const="",
@@ -122,6 +128,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "evolve", None):
+        from stopsign.train.tune_cmd import run_evolve
+
+        return run_evolve(args)
     # Imported here so `edge-train info` does not pay for the training stack.
     import torch
 

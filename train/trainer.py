@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,10 @@ class TimeBudget:
         return self.seconds - (time.perf_counter() - self.started)
 
 
+# (epoch number from 1, {"fitness", "map50", "map50_95", "precision", "recall"}) -> stop?
+EpochHook = Callable[[int, dict[str, float]], bool]
+
+
 class TrainError(RuntimeError):
     """Training cannot start or continue; the message says why."""
 
@@ -113,8 +118,18 @@ def find_resume_checkpoint(resume: str, project: Path) -> Path:
 class Trainer:
     """One training run. ``ctx`` places this process in a distributed run (single process by default)."""
 
-    def __init__(self, config: TrainConfig, resume: Path | None = None, ctx: DistContext | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        resume: Path | None = None,
+        ctx: DistContext | None = None,
+        on_epoch: EpochHook | None = None,
+    ):
         self.process_started = time.perf_counter()  # a --time-budget counts from here
+        # Called on rank 0 after each epoch's validation with (epoch, metrics); True stops the run
+        # (a hyper-parameter search pruning a poor trial). Rank 0's answer holds for every rank.
+        self.on_epoch = on_epoch
+        self.stopped_by_hook = False
         self.epochs_asked = config.schedule.epochs
         self.ctx = ctx or DistContext()
         self.resume_from = resume
@@ -488,6 +503,14 @@ class Trainer:
             if budget.active and distributed.broadcast_from_main(self.ctx, out_of_time):
                 self.log(f"time budget: {budget.left():.0f} s left, less than an epoch; stopping")
                 break
+            if self.on_epoch is not None:
+                metrics = {"fitness": fit, "map50": m.map50, "map50_95": m.map, "precision": m.precision,
+                           "recall": m.recall}  # fmt: skip
+                stop = bool(self.on_epoch(epoch + 1, metrics)) if self.ctx.is_main else False
+                if distributed.broadcast_from_main(self.ctx, stop):
+                    self.log(f"stopped after epoch {epoch + 1} by the caller (a search pruned this trial)")
+                    self.stopped_by_hook = True
+                    break
             patience = cfg.schedule.patience
             if patience and epoch + 1 - self.best_epoch >= patience:
                 self.log(f"early stop: no improvement for {patience} epochs (best epoch {self.best_epoch})")
@@ -543,5 +566,10 @@ class Trainer:
         return result.summary()
 
 
-def train(config: TrainConfig, resume: Path | None = None, ctx: DistContext | None = None) -> TrainResult:
-    return Trainer(config, resume, ctx).run()
+def train(
+    config: TrainConfig,
+    resume: Path | None = None,
+    ctx: DistContext | None = None,
+    on_epoch: EpochHook | None = None,
+) -> TrainResult:
+    return Trainer(config, resume, ctx, on_epoch).run()

@@ -226,3 +226,43 @@ def test_preempted_job_requeues_and_resumes(slurm_cluster: dict[str, str], tmp_p
     text = log.read_text()
     assert f"preempted: requeueing {job}" in text, text[-3000:]
     assert "left the process group (Terminated)" in text, text[-3000:]  # the tasks stopped cleanly
+
+
+TUNE_SBATCH = REPO / "deploy" / "slurm" / "tune.sbatch"
+
+
+def test_tune_sbatch_is_shellcheck_clean(require_tool: Callable[[str, str], str]) -> None:
+    shellcheck = require_tool("shellcheck", "apt-get install shellcheck")
+    result = subprocess.run([shellcheck, "--severity=style", "--shell=bash", str(TUNE_SBATCH)],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_tune_array_of_two_workers_shares_one_study(slurm_cluster: dict[str, str], tmp_path: Path) -> None:
+    """sbatch --array=0-1: two search workers on one journal study; 4 trials in all, none twice."""
+    optuna = pytest.importorskip("optuna")
+    space = tmp_path / "space.yaml"
+    space.write_text("lr0: {low: 0.002, high: 0.03, log: true}\nmomentum: {low: 0.8, high: 0.95}\n")
+    out = tmp_path / "tune"
+    env = {**_job_env(slurm_cluster, tmp_path), "TRIALS": "4", "OUT": str(out), "DEVICE": "cpu",
+           "EXTRA_ARGS": f"--workers 0 --space {space} --pruner none"}  # fmt: skip
+    result = subprocess.run(
+        ["sbatch", "--wait", "--array=0-1", "--nodes=1", "--gpus-per-task=0", "--cpus-per-task=1",
+         f"--output={tmp_path}/tune-%a.out", "--export=ALL", str(TUNE_SBATCH)],
+        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    logs = [
+        (tmp_path / f"tune-{i}.out").read_text() for i in range(2) if (tmp_path / f"tune-{i}.out").exists()
+    ]
+    assert result.returncode == 0, f"{result.stderr}\n" + "\n".join(log[-2000:] for log in logs)
+    assert len(logs) == 2 and all("tune worker" in log for log in logs), logs
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(out / "study.journal"))
+    )
+    trials = optuna.load_study(study_name="stopsign", storage=storage).trials
+    finished = [t for t in trials if t.state.name == "COMPLETE"]
+    assert 4 <= len(finished) <= 5, [t.state.name for t in trials]
+    assert len({t.number for t in trials}) == len(trials)
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both array tasks ran trials
