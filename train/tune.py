@@ -107,6 +107,9 @@ class TuneOptions:
     # The sampler's seed: a distinct one per worker (e.g. per SLURM array task), or workers that
     # start together would draw the same first trials.
     sampler_seed: int | None = None
+    # Trial 0 of a new study trains the base configuration's own values (where they lie inside the
+    # space), so the search's gain is measured against them. One worker of a group should do it.
+    baseline: bool = True
 
     def __post_init__(self) -> None:
         if self.trials < 1:
@@ -210,6 +213,9 @@ def run_search(
         ),
         pruner=_pruner(options.pruner),
     )
+    base_values = {r.name: float(getattr(base.hyp, r.name)) for r in space}
+    if options.baseline and not study.trials and all(r.low <= base_values[r.name] <= r.high for r in space):
+        study.enqueue_trial(base_values, user_attrs={"baseline": True})
     retried = retry_stale_trials(study, options.stale_after_s)
     if retried:
         log(f"tune: trials {retried} were left running by a worker that is gone: failed, queued again")
@@ -291,17 +297,15 @@ def write_outputs(study: Any, base: TrainConfig, out: Path) -> dict[str, Path]:
 
 
 def _plots(study: Any, out: Path) -> dict[str, Path]:
+    import warnings
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from optuna.exceptions import ExperimentalWarning
     from optuna.visualization import matplotlib as ovm
 
-    import warnings
-
-    from optuna.exceptions import ExperimentalWarning
-
-    warnings.simplefilter("ignore", ExperimentalWarning)  # the matplotlib plots are marked experimental
     written = {}
     for name, draw in (
         ("history", ovm.plot_optimization_history),
@@ -309,7 +313,11 @@ def _plots(study: Any, out: Path) -> dict[str, Path]:
         ("parallel", ovm.plot_parallel_coordinate),
     ):
         try:
-            axes = draw(study)
+            with warnings.catch_warnings():
+                warnings.simplefilter(
+                    "ignore", ExperimentalWarning
+                )  # the matplotlib plots are "experimental"
+                axes = draw(study)
         except (ValueError, RuntimeError) as exc:  # e.g. importances need two distinct values
             print(f"tune: no {name} plot ({exc})")
             continue

@@ -76,6 +76,7 @@ def run(args: argparse.Namespace, trials: int | None = None) -> int:
         if getattr(args, "resume", None) is not None:
             raise TuneError("--resume does not apply to a search: a study resumes by running tune again")
         base = train_cmd.config_from_args(args)
+        worker = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0") or 0)  # one worker of an array
         if not base.data.data:
             raise ConfigError("command line: --data is required (a data.yaml or dataset folder)")
         options = TuneOptions(
@@ -89,7 +90,8 @@ def run(args: argparse.Namespace, trials: int | None = None) -> int:
             seed=base.runtime.seed,
             timeout_s=args.timeout,
             stale_after_s=args.stale_after,
-            sampler_seed=base.runtime.seed * 1000 + int(os.environ.get("SLURM_ARRAY_TASK_ID", "0") or 0),
+            sampler_seed=base.runtime.seed * 1000 + worker,
+            baseline=worker == 0,
         )
         study = run_search(base, options, train_trial)
         written = write_outputs(study, base, options.out)
