@@ -317,11 +317,11 @@ def _plots(study: Any, out: Path) -> dict[str, Path]:
                 warnings.simplefilter(
                     "ignore", ExperimentalWarning
                 )  # the matplotlib plots are "experimental"
-                axes = draw(study)
+                axes: Any = draw(study)
         except (ValueError, RuntimeError) as exc:  # e.g. importances need two distinct values
             print(f"tune: no {name} plot ({exc})")
             continue
-        figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+        figure: Any = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
         figure.set_size_inches(9, 5)
         figure.tight_layout()
         path = out / f"{name}.png"
