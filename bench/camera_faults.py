@@ -38,6 +38,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from stopsign.edge.benchmark import process_stats
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VIDEO = REPO / "samples" / "drives" / "day_approach" / "video.mp4"
 DEFAULT_FAULTS = ("kill:1", "kill:3", "kill:10", "pause:3", "garbage:3")
@@ -123,19 +125,6 @@ class FaultResult:
     frames_lost: int | None = None  # at the camera's rate over the blind time
     ahead_events: int = 0  # stop_sign_ahead from the fault to 2 s after the return
     lost_events: list[str] = field(default_factory=list)  # reasons of stop_sign_lost in that window
-
-
-def proc_stats(pid: int) -> dict[str, float]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "Threads"):
-            fields[key] = int(value.split()[0])
-    return {
-        "rss_mb": fields["VmRSS"] / 1024,
-        "threads": fields["Threads"],
-        "fds": len(os.listdir(f"/proc/{pid}/fd")),
-    }
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -226,13 +215,13 @@ def run(args: argparse.Namespace) -> dict:
                 back_ns = camera.start()
             time.sleep(args.settle)
             windows.append((f"{kind}:{seconds:g}", seconds, fault_ns, back_ns, time.monotonic_ns()))
-        samples.append(proc_stats(detector.pid))
+        samples.append(process_stats(detector.pid))
         for _ in tqdm(range(args.warmup_cycles + args.cycles), desc="kill/return cycles", unit="cycle"):
             camera.kill()
             time.sleep(1.0)
             camera.start()
             time.sleep(args.settle)
-            samples.append(proc_stats(detector.pid))
+            samples.append(process_stats(detector.pid))
     finally:
         if detector.poll() is None:
             detector.send_signal(signal.SIGINT)
@@ -281,7 +270,9 @@ def plot(summary: dict, path: Path) -> None:
         ax.plot(range(len(samples)), [s[key] for s in samples], marker=".")
         ax.axvline(warmup, color="grey", linestyle=":")
         ax.set_ylabel(label)
-    axes[0].set_title("edge-detect, RTSP camera killed and back each cycle (dotted: warm-up end)", fontsize=10)
+    axes[0].set_title(
+        "edge-detect, RTSP camera killed and back each cycle (dotted: warm-up end)", fontsize=10
+    )
     axes[-1].set_xlabel("cycles")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -32,6 +32,7 @@ from typing import IO
 
 from tqdm import tqdm
 
+from stopsign.edge.benchmark import process_stats
 from stopsign.edge.cli.detect import run_detect
 from stopsign.edge.cli.detect_config import DetectConfig
 from stopsign.edge.frame import NO_TIMESTAMP, Frame
@@ -141,19 +142,6 @@ def events_bytes(events: Path) -> int:
     return sum(p.stat().st_size for p in events.parent.glob(events.name + "*") if p.is_file())
 
 
-def proc_stats() -> dict[str, float]:
-    fields = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "Threads"):
-            fields[key] = int(value.split()[0])
-    return {
-        "rss_mb": fields["VmRSS"] / 1024,
-        "threads": fields["Threads"],
-        "fds": len(os.listdir("/proc/self/fd")),
-    }
-
-
 def sample(
     stop: threading.Event,
     every_s: float,
@@ -168,7 +156,7 @@ def sample(
         while not stop.wait(every_s):
             elapsed = time.monotonic() - start
             follower.poll()
-            out.append({"t_s": round(elapsed, 1), "monotonic_ns": time.monotonic_ns(), **proc_stats(),
+            out.append({"t_s": round(elapsed, 1), "monotonic_ns": time.monotonic_ns(), **process_stats(),
                         "events_bytes": events_bytes(events)})  # fmt: skip
             bar.n = int(elapsed) if total is None else min(int(elapsed), total)
             bar.refresh()

@@ -12,17 +12,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from stopsign.edge.benchmark import rss_mb
 from stopsign.edge.sources.base import SourceOptions
 from stopsign.edge.sources.factory import make_source
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def main() -> None:

@@ -106,6 +106,20 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def process_stats(pid: int | str = "self") -> dict[str, float]:
+    """RSS (MB), threads and open file descriptors of a process, from Linux /proc (soaks, leak checks)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "Threads"):
+            fields[key] = int(value.split()[0])
+    return {
+        "rss_mb": fields["VmRSS"] / 1024,
+        "threads": fields["Threads"],
+        "fds": len(os.listdir(f"/proc/{pid}/fd")),
+    }
+
+
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
