@@ -68,6 +68,47 @@ def match_image(
     return MatchedImage(correct, score, pred_cls, gt_cls)
 
 
+SMALL_SIGN_PX = 32  # a sign whose longer side is under this in the network input counts as small
+
+
+def gt_match_scores(
+    pred_xyxy: np.ndarray, score: np.ndarray, gt_xyxy: np.ndarray, iou_threshold: float = 0.5
+) -> np.ndarray:
+    """(m,) for each ground truth, the score of the detection that matched it at IoU >= the
+    threshold (greedy by descending score, class-agnostic), or 0 when none did.
+
+    Greedy matching by score is prefix-stable: the matches of the detections scoring >= c are
+    the same whether or not the lower ones exist, so ``gt_match_scores(...) >= c`` is exactly
+    which ground truths a threshold of c recalls, for every c at once.
+    """
+    gt_xyxy = np.asarray(gt_xyxy, np.float32).reshape(-1, 4)
+    pred_xyxy = np.asarray(pred_xyxy, np.float32).reshape(-1, 4)
+    score = np.asarray(score, np.float32).reshape(-1)
+    hit = np.zeros(len(gt_xyxy), np.float32)
+    if len(score) == 0 or len(gt_xyxy) == 0:
+        return hit
+    order = np.argsort(-score, kind="mergesort")
+    iou = box_iou(pred_xyxy[order], gt_xyxy)
+    taken = np.zeros(len(gt_xyxy), bool)
+    for row, d in zip(iou, order):
+        candidates = np.where(taken, -1.0, row)
+        best = int(candidates.argmax())
+        if candidates[best] >= iou_threshold:
+            taken[best] = True
+            hit[best] = score[d]
+            if taken.all():
+                break
+    return hit
+
+
+def recall_at(hit_scores: np.ndarray, threshold: float) -> float:
+    """Share of ground truths (their :func:`gt_match_scores`) found at ``threshold``; nan for none."""
+    hit_scores = np.asarray(hit_scores, np.float64).reshape(-1)
+    if len(hit_scores) == 0:
+        return float("nan")
+    return float(np.mean((hit_scores >= threshold) & (hit_scores > 0)))
+
+
 def coco_ap(tp: np.ndarray, n_gt: int) -> float:
     """AP of detections already sorted by descending score: ``tp`` (n,) bool, ``n_gt`` > 0."""
     if len(tp) == 0:

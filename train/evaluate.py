@@ -35,6 +35,10 @@ class ImageRecord:
     index: int
     matched: M.MatchedImage
     max_score: float
+    # Per ground truth: longer side in network pixels, and the score of the detection that
+    # matched it at IoU 0.5 (0 when none): recall by sign size at any threshold.
+    gt_size: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    gt_hit: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
 
 @dataclass
@@ -61,9 +65,25 @@ class EvalResult:
             return self.confuser_threshold[0]
         raise ValueError(f"threshold choice must be 'f1' or 'confuser', got {choice!r}")
 
+    def small_signs(self, threshold: float) -> tuple[float, int]:
+        """(recall, count) of the signs under ``M.SMALL_SIGN_PX`` in the network input at
+        ``threshold``; recall is nan when the split has none."""
+        sizes = np.concatenate([r.gt_size for r in self.records] or [np.zeros(0)])
+        hits = np.concatenate([r.gt_hit for r in self.records] or [np.zeros(0)])
+        small = hits[sizes < M.SMALL_SIGN_PX]
+        return M.recall_at(small, threshold), len(small)
+
+    def confuser_fp_rate(self, threshold: float) -> float:
+        """Share of the FP-basis images (confusers, else all images without signs) with a box at
+        ``threshold``; nan when there are none."""
+        if not self.fp_basis:
+            return float("nan")
+        return float(np.interp(threshold, M.CONF_GRID, self.fp_rate_curve))
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready metrics (what goes into ModelSpec.metrics)."""
         m = self.metrics
+        recall_small, small = self.small_signs(m.best_conf)
         out: dict[str, Any] = {
             "precision": round(m.precision, 5),
             "recall": round(m.recall, 5),
@@ -73,7 +93,13 @@ class EvalResult:
             "f1": round(m.f1, 5),
             "images": len(self.records),
             "instances": int(m.n_gt.sum()),
+            # At the F1 threshold, signs under SMALL_SIGN_PX px (None: the split has none).
+            "recall_small": round(recall_small, 5) if small else None,
+            "instances_small": small,
         }
+        if self.fp_basis:
+            # At the F1 threshold, share of the fp_basis images with any box.
+            out["fp_image_rate"] = round(self.confuser_fp_rate(m.best_conf), 5)
         if self.confuser_threshold is not None:
             conf, recall, rate = self.confuser_threshold
             out["threshold_confuser_fp"] = {
@@ -139,7 +165,9 @@ def predict_and_match(
             )
             matched = M.match_image(det.xyxy, det.score, det.class_id, gt_xyxy, gt[:, 0])
             top = float(det.score.max()) if len(det.score) else 0.0
-            records.append(ImageRecord(int(index), matched, top))
+            gt_size = np.maximum(gt[:, 3], gt[:, 4]).astype(np.float32) * size
+            hit = M.gt_match_scores(det.xyxy, det.score, gt_xyxy)
+            records.append(ImageRecord(int(index), matched, top, gt_size, hit))
     model.train(was_training)
     losses = (loss_sum / max(batches, 1)).numpy() if loss_fn is not None else None
     return records, losses, 1000 * seconds / max(len(records), 1)

@@ -70,8 +70,10 @@ class TimeBudget:
         return self.seconds - (time.perf_counter() - self.started)
 
 
-# (epoch number from 1, {"fitness", "map50", "map50_95", "precision", "recall"}) -> stop?
-EpochHook = Callable[[int, dict[str, float]], bool]
+# (epoch number from 1, {"fitness", "map50", "map50_95", "precision", "recall", "recall_small",
+# "fp_rate"}) -> stop? The last two are None when the val split has no small sign / no sign-free
+# image. Under DDP every rank must pass a hook: rank 0's is called and its answer broadcast.
+EpochHook = Callable[[int, dict[str, Any]], bool]
 
 
 class TrainError(RuntimeError):
@@ -252,7 +254,12 @@ class Trainer:
             self.run_log = RunLog(self.run_dir, history)
             self.run_log.write()
         self.log(dump_config(cfg))
-        self.log(f"run folder {self.run_dir}; device {self.device}{' (AMP)' if self.amp else ''}")
+        ddp = (
+            f"; DDP over {self.ctx.world_size} ranks, batch {self.batch} each"
+            if self.ctx.world_size > 1
+            else ""
+        )
+        self.log(f"run folder {self.run_dir}; device {self.device}{' (AMP)' if self.amp else ''}{ddp}")
 
     def _distribute(self, model: torch.nn.Module) -> torch.nn.Module:
         """The module the training step runs: DDP-wrapped when there are several ranks."""
@@ -505,7 +512,8 @@ class Trainer:
                 break
             if self.on_epoch is not None:
                 metrics = {"fitness": fit, "map50": m.map50, "map50_95": m.map, "precision": m.precision,
-                           "recall": m.recall}  # fmt: skip
+                           "recall": m.recall, "recall_small": summary["recall_small"],
+                           "fp_rate": summary.get("fp_image_rate")}  # fmt: skip
                 stop = bool(self.on_epoch(epoch + 1, metrics)) if self.ctx.is_main else False
                 if distributed.broadcast_from_main(self.ctx, stop):
                     self.log(f"stopped after epoch {epoch + 1} by the caller (a search pruned this trial)")

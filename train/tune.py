@@ -21,17 +21,24 @@ import math
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from stopsign.train.config import Hyp, TrainConfig, config_from_dict
 
 DEFAULT_SPACE = Path(__file__).with_name("tune_space.yaml")
-OBJECTIVES = ("fitness", "map50", "recall")
+# What a trial can be scored on, and which way is better. The trainer reports each per epoch.
+OBJECTIVES: dict[str, Literal["minimize", "maximize"]] = {
+    "fitness": "maximize",  # 0.1 mAP@0.5 + 0.9 mAP@0.5:0.95 (what picks the best checkpoint)
+    "map50": "maximize",
+    "recall": "maximize",  # at the F1-optimal threshold
+    "recall_small": "maximize",  # signs under 32 px in the network input, at the F1 threshold
+    "fp_rate": "minimize",  # share of confuser images (else sign-free ones) with a box, same threshold
+}
 PRUNERS = ("median", "hyperband", "none")
 
 
@@ -99,6 +106,8 @@ class TuneOptions:
     study: str = "stopsign"
     storage: str = ""
     space: list[Range] | None = None
+    # One objective, or several separated by commas (e.g. "map50,recall_small"): then the study
+    # keeps the Pareto front, and pruning is off (Optuna prunes single-objective studies only).
     objective: str = "fitness"
     pruner: str = "median"
     seed: int = 0
@@ -111,11 +120,24 @@ class TuneOptions:
     # space), so the search's gain is measured against them. One worker of a group should do it.
     baseline: bool = True
 
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.objective.split(",") if name.strip())
+
+    @property
+    def directions(self) -> list[Literal["minimize", "maximize"]]:
+        return [OBJECTIVES[name] for name in self.objectives]
+
     def __post_init__(self) -> None:
         if self.trials < 1:
             raise TuneError(f"--trials must be >= 1, got {self.trials}")
-        if self.objective not in OBJECTIVES:
-            raise TuneError(f"--objective {self.objective!r}: expected one of {OBJECTIVES}")
+        names = self.objectives
+        unknown = [n for n in names if n not in OBJECTIVES]
+        if not names or unknown or len(set(names)) != len(names) or len(names) > 3:
+            raise TuneError(
+                f"--objective {self.objective!r}: expected one of {tuple(OBJECTIVES)}, or 2-3 distinct "
+                "ones separated by commas (a Pareto front)"
+            )
         if self.pruner not in PRUNERS:
             raise TuneError(f"--pruner {self.pruner!r}: expected one of {PRUNERS}")
 
@@ -186,7 +208,8 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-TrainFn = Callable[[TrainConfig, Callable[[int, dict[str, float]], bool]], tuple[dict[str, float], bool]]
+EpochReport = Callable[[int, Mapping[str, float | None]], bool]
+TrainFn = Callable[[TrainConfig, EpochReport], tuple[Mapping[str, float | None], bool]]
 
 
 def run_search(
@@ -202,17 +225,34 @@ def run_search(
 
     space = options.space if options.space is not None else load_space()
     storage = open_storage(options.storage, options.out)
-    study = optuna.create_study(
-        study_name=options.study,
-        storage=storage,
-        load_if_exists=True,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(
-            seed=options.seed if options.sampler_seed is None else options.sampler_seed,
-            n_startup_trials=min(5, options.trials),
-        ),
-        pruner=_pruner(options.pruner),
-    )
+    objectives = options.objectives
+    several = len(objectives) > 1
+    if several and options.pruner != "none":
+        log(
+            f"tune: {len(objectives)} objectives (a Pareto front): no pruning, every trial runs all its epochs"
+        )
+    try:
+        study = optuna.create_study(
+            study_name=options.study,
+            storage=storage,
+            load_if_exists=True,
+            directions=options.directions,
+            sampler=optuna.samplers.TPESampler(
+                seed=options.seed if options.sampler_seed is None else options.sampler_seed,
+                n_startup_trials=min(5, options.trials),
+            ),
+            pruner=_pruner("none" if several else options.pruner),
+        )
+    except ValueError as exc:  # the stored study was made with other directions
+        raise TuneError(f"study {options.study!r} in {options.storage or 'the SQLite file'}: {exc}") from None
+    kept = study.user_attrs.get("objectives")
+    if kept is None:
+        study.set_user_attr("objectives", list(objectives))
+    elif list(kept) != list(objectives):
+        raise TuneError(
+            f"study {options.study!r} was started with --objective {','.join(kept)}; resume it with the "
+            f"same objective or name a new --study (asked: {options.objective})"
+        )
     base_values = {r.name: float(getattr(base.hyp, r.name)) for r in space}
     if options.baseline and not study.trials and all(r.low <= base_values[r.name] <= r.high for r in space):
         study.enqueue_trial(base_values, user_attrs={"baseline": True})
@@ -220,7 +260,7 @@ def run_search(
     if retried:
         log(f"tune: trials {retried} were left running by a worker that is gone: failed, queued again")
 
-    def objective(trial: optuna.Trial) -> float:
+    def objective(trial: optuna.Trial) -> float | list[float]:
         values = {r.name: trial.suggest_float(r.name, r.low, r.high, log=r.log) for r in space}
         trial.set_user_attr("worker", _worker_id())
         trial.set_user_attr("alive_at", time.time())
@@ -236,15 +276,20 @@ def run_search(
         )
         trial.set_user_attr("run_dir", str(options.out / "trials" / run_name))
 
-        def on_epoch(epoch: int, metrics: dict[str, float]) -> bool:
+        def on_epoch(epoch: int, metrics: Mapping[str, float | None]) -> bool:
             trial.set_user_attr("alive_at", time.time())
-            trial.report(metrics[options.objective], epoch)
+            values = objective_values(metrics, objectives)
+            if several:
+                trial.set_user_attr(f"epoch_{epoch}", values)
+                return False
+            trial.report(values[0], epoch)
             return trial.should_prune()
 
         final, pruned = train_fn(config, on_epoch)
         if pruned:
             raise optuna.TrialPruned()
-        return float(final[options.objective])
+        scores = objective_values(final, objectives)
+        return scores if several else scores[0]
 
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=finished))
@@ -262,41 +307,102 @@ def run_search(
     return study
 
 
+def objective_values(metrics: Mapping[str, float | None], objectives: tuple[str, ...]) -> list[float]:
+    """The trial's values for ``objectives``; :class:`TuneError` when the split cannot give one
+    (no small signs for ``recall_small``, no sign-free images for ``fp_rate``)."""
+    values = []
+    for name in objectives:
+        value = metrics.get(name)
+        if value is None or not math.isfinite(float(value)):
+            why = {
+                "recall_small": "the validation split has no sign under 32 px in the network input",
+                "fp_rate": "the validation split has no confuser or sign-free image",
+            }.get(name, "the trainer did not report it")
+            raise TuneError(f"--objective {name}: no value ({why})")
+        values.append(float(value))
+    return values
+
+
 def write_outputs(study: Any, base: TrainConfig, out: Path) -> dict[str, Path]:
-    """best_hyp.yaml (the whole hyp group, best values in), trials.csv, and plots (PNG)."""
+    """best_hyp.yaml (the whole hyp group, best values in), trials.csv, and plots (PNG).
+
+    Several objectives: the Pareto front instead of one best, as ``pareto.csv`` and one
+    ``pareto/trial_NNNN.yaml`` per front trial; ``best_hyp.yaml`` is the front's best on the
+    first objective.
+    """
     from optuna.trial import TrialState
 
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
+    objectives = list(study.user_attrs.get("objectives") or ["value"])
+    several = len(study.directions) > 1
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    seed_line = (
+        f"# train with: edge-train train --hyp FILE --seed {base.runtime.seed} (same data and epochs)\n"
+    )
     if complete:
-        best = study.best_trial
-        hyp = {**base.hyp.__dict__, **best.params}
+        if several:
+            front = sorted(study.best_trials, key=lambda t: t.number)
+            sign = 1.0 if study.directions[0].name == "MAXIMIZE" else -1.0
+            best = max(front, key=lambda t: sign * t.values[0])
+            what = f"the Pareto front's best on {objectives[0]} of {len(front)} front trials"
+            written.update(_write_front(front, base, objectives, out / "pareto", seed_line))
+        else:
+            best, what = study.best_trial, "best"
+        scores = ", ".join(f"{n} {v:.5f}" for n, v in zip(objectives, best.values))
         header = (
-            f"# edge-train tune: best of {len(complete)} complete trials in study {study.study_name!r}: "
-            f"trial {best.number}, objective {best.value:.5f}\n"
-            f"# train with: edge-train train --hyp best_hyp.yaml --seed {base.runtime.seed} (same data and epochs)\n"
+            f"# edge-train tune: {what} ({len(complete)} complete trials in study {study.study_name!r}): "
+            f"trial {best.number}, {scores}\n" + seed_line.replace("FILE", "best_hyp.yaml")
         )
         path = out / "best_hyp.yaml"
-        path.write_text(header + yaml.safe_dump(hyp, sort_keys=False), encoding="utf-8")
+        path.write_text(header + yaml.safe_dump({**base.hyp.__dict__, **best.params}, sort_keys=False),
+                        encoding="utf-8")  # fmt: skip
         written["best_hyp"] = path
     names = sorted({name for t in study.trials for name in t.params})
+    value_columns = [f"value_{n}" for n in objectives] if several else ["value"]
     path = out / "trials.csv"
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["number", "state", "value", "epochs_reported", "seconds", "run_dir", *names])
+        writer.writerow(["number", "state", *value_columns, "epochs_reported", "seconds", "run_dir", *names])
         for t in study.trials:
             seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else ""
-            writer.writerow([t.number, t.state.name, "" if t.value is None else f"{t.value:.6f}",
-                             len(t.intermediate_values), seconds, t.user_attrs.get("run_dir", ""),
+            values = [f"{v:.6f}" for v in t.values] if t.values else [""] * len(value_columns)
+            epochs = len(t.intermediate_values) or sum(k.startswith("epoch_") for k in t.user_attrs)
+            writer.writerow([t.number, t.state.name, *values, epochs, seconds, t.user_attrs.get("run_dir", ""),
                              *[t.params.get(n, "") for n in names]])  # fmt: skip
     written["trials"] = path
     if len(complete) >= 2:
-        written.update(_plots(study, out))
+        written.update(_plots(study, objectives, out))
     return written
 
 
-def _plots(study: Any, out: Path) -> dict[str, Path]:
+def _write_front(
+    front: list[Any], base: TrainConfig, objectives: list[str], folder: Path, seed_line: str
+) -> dict[str, Path]:
+    """pareto.csv beside ``folder`` and one hyp YAML per Pareto-optimal trial in it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("trial_*.yaml"):  # a trial may have left the front since the last run
+        stale.unlink()
+    table = folder.parent / "pareto.csv"
+    with table.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["number", *objectives, "hyp_file", "run_dir"])
+        for t in front:
+            hyp_file = folder / f"trial_{t.number:04d}.yaml"
+            scores = ", ".join(f"{n} {v:.5f}" for n, v in zip(objectives, t.values))
+            hyp_file.write_text(
+                f"# edge-train tune: Pareto-optimal trial {t.number}: {scores}\n"
+                + seed_line.replace("FILE", hyp_file.name)
+                + yaml.safe_dump({**base.hyp.__dict__, **t.params}, sort_keys=False),
+                encoding="utf-8",
+            )
+            writer.writerow(
+                [t.number, *[f"{v:.6f}" for v in t.values], hyp_file, t.user_attrs.get("run_dir", "")]
+            )
+    return {"pareto": table}
+
+
+def _plots(study: Any, objectives: list[str], out: Path) -> dict[str, Path]:
     import warnings
 
     import matplotlib
@@ -306,17 +412,35 @@ def _plots(study: Any, out: Path) -> dict[str, Path]:
     from optuna.exceptions import ExperimentalWarning
     from optuna.visualization import matplotlib as ovm
 
+    if len(study.directions) > 1:
+        first = objectives[0]
+        # With a target, the importance evaluator takes lower as better: flip a maximised one.
+        lower_better = -1.0 if study.directions[0].name == "MAXIMIZE" else 1.0
+
+        def on_first(draw: Callable[..., Any], sign: float = 1.0) -> Callable[[Any], Any]:
+            return lambda s: draw(s, target=lambda t: sign * t.values[0], target_name=first)
+
+        drawings = [
+            ("pareto_front", lambda s: ovm.plot_pareto_front(s, target_names=objectives)),
+            ("history", on_first(ovm.plot_optimization_history)),
+            ("importances", on_first(ovm.plot_param_importances, lower_better)),
+            ("parallel", on_first(ovm.plot_parallel_coordinate)),
+        ]
+    else:
+        drawings = [
+            ("history", ovm.plot_optimization_history),
+            ("importances", ovm.plot_param_importances),
+            ("parallel", ovm.plot_parallel_coordinate),
+        ]
     written = {}
-    for name, draw in (
-        ("history", ovm.plot_optimization_history),
-        ("importances", ovm.plot_param_importances),
-        ("parallel", ovm.plot_parallel_coordinate),
-    ):
+    for name, draw in drawings:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter(
                     "ignore", ExperimentalWarning
                 )  # the matplotlib plots are "experimental"
+                # Said whenever a target is given; ours is already signed lower-is-better.
+                warnings.filterwarnings("ignore", message="PedAnovaImportanceEvaluator computes")
                 axes: Any = draw(study)
         except (ValueError, RuntimeError) as exc:  # e.g. importances need two distinct values
             print(f"tune: no {name} plot ({exc})")

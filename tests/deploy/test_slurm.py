@@ -266,3 +266,26 @@ def test_tune_array_of_two_workers_shares_one_study(slurm_cluster: dict[str, str
     assert 4 <= len(finished) <= 5, [t.state.name for t in trials]
     assert len({t.number for t in trials}) == len(trials)
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both array tasks ran trials
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_tune_worker_can_be_a_torchrun_ddp_run(slurm_cluster: dict[str, str], tmp_path: Path) -> None:
+    """RANKS_PER_WORKER=2: the array task runs torchrun; both ranks train each trial of the study."""
+    pytest.importorskip("optuna")
+    space = tmp_path / "space.yaml"
+    space.write_text("lr0: {low: 0.002, high: 0.03, log: true}\n")
+    out = tmp_path / "tune"
+    env = {**_job_env(slurm_cluster, tmp_path), "TRIALS": "2", "OUT": str(out), "DEVICE": "cpu",
+           "RANKS_PER_WORKER": "2", "EXTRA_ARGS": f"--workers 0 --space {space} --pruner none"}  # fmt: skip
+    log = tmp_path / "tune-0.out"
+    result = subprocess.run(
+        ["sbatch", "--wait", "--array=0-0", "--nodes=1", "--ntasks=1", "--gpus-per-task=0", "--cpus-per-task=2",
+         f"--output={log}", "--export=ALL", str(TUNE_SBATCH)],
+        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    text = log.read_text() if log.exists() else ""
+    assert result.returncode == 0, f"{result.stderr}\n{text[-3000:]}"
+    assert "rank 1/2 of this search worker" in text, text[-3000:]
+    assert text.count("DDP over 2 ranks") == 2, text[-3000:]  # each trial trained by both ranks
+    assert (out / "best_hyp.yaml").is_file()

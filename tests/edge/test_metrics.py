@@ -146,3 +146,38 @@ def test_image_fp_rate_and_recall_threshold() -> None:
     conf, rec, fp = M.recall_threshold_under_fp_rate(recall, rate, 0.02)
     assert conf == pytest.approx(0.901) and fp == 0.0 and rec == pytest.approx(1 - 0.901)
     assert M.recall_threshold_under_fp_rate(recall, np.ones(len(M.CONF_GRID)), 0.02) is None
+
+
+@pytest.mark.parametrize(
+    ("pred", "score", "gt", "expected"),
+    [
+        ([], [], [[0, 0, 10, 10]], [0.0]),  # no detection
+        ([[0, 0, 10, 10]], [0.7], [], []),  # no ground truth
+        ([[0, 0, 10, 10]], [0.7], [[0, 0, 10, 10]], [0.7]),  # IoU 1
+        ([[20, 20, 30, 30]], [0.7], [[0, 0, 10, 10]], [0.0]),  # IoU 0
+        ([[0, 0, 10, 5]], [0.7], [[0, 0, 10, 10]], [0.7]),  # IoU exactly 0.5 counts
+        ([[0, 0, 10, 4]], [0.7], [[0, 0, 10, 10]], [0.0]),  # IoU 0.4
+        ([[0, 0, 10, 10], [0, 0, 10, 10]], [0.4, 0.9], [[0, 0, 10, 10]], [0.9]),  # the higher score takes it
+        # The top detection overlaps both; it takes the better overlap, the second gets the other.
+        ([[0, 0, 10, 10], [0, 0, 12, 10]], [0.9, 0.6], [[0, 0, 12, 10], [0, 0, 10, 10]], [0.6, 0.9]),
+    ],
+)
+def test_gt_match_scores(pred, score, gt, expected) -> None:
+    got = M.gt_match_scores(np.array(pred, np.float32), np.array(score), np.array(gt, np.float32))
+    np.testing.assert_allclose(got, expected)
+
+
+def test_gt_match_scores_give_the_recall_of_every_threshold() -> None:
+    """Matching once at a low threshold gives, for any c, what matching only the boxes >= c gives."""
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        gt = rng.uniform(0, 80, (6, 2)).repeat(2, axis=1)[:, [0, 2, 1, 3]] + [0, 0, 20, 20]
+        pred = gt[rng.integers(0, 6, 10)] + rng.normal(0, 4, (10, 4))
+        score = rng.uniform(0, 1, 10)
+        hits = M.gt_match_scores(pred, score, gt)
+        for c in (0.1, 0.3, 0.5, 0.8):
+            keep = score >= c
+            direct = M.gt_match_scores(pred[keep], score[keep], gt) > 0
+            assert np.array_equal((hits >= c) & (hits > 0), direct)
+            assert M.recall_at(hits, c) == pytest.approx(direct.mean())
+    assert np.isnan(M.recall_at(np.zeros(0), 0.5))

@@ -170,3 +170,119 @@ def test_evolve_is_tune_with_n_trials(tiny_data: Path, tmp_path: Path, monkeypat
     assert main(argv) == 0
     rows = list(csv.DictReader((tmp_path / "runs" / "tune" / "stopsign" / "trials.csv").open()))
     assert len(rows) == 2 and "best_hyp: runs/tune/stopsign/best_hyp.yaml" in capsys.readouterr().out
+
+
+def test_two_objectives_keep_the_pareto_front(tiny_data: Path, tmp_path: Path) -> None:
+    """map50 up, fp_rate down: pareto.csv holds exactly the non-dominated trials, one hyp file each;
+    best_hyp.yaml is the front's best map50; no trial is pruned."""
+    from stopsign.train.config import config_from_dict
+    from stopsign.train.tune import TuneOptions, run_search, write_outputs
+
+    base = config_from_dict({"data": {"data": str(tiny_data)}})
+    scripted = [(0.5, 0.10), (0.6, 0.20), (0.4, 0.05), (0.55, 0.30), (0.6, 0.15), (0.3, 0.05)]
+    count = {"n": 0}
+
+    def fake_train(config, on_epoch):
+        map50, fp = scripted[count["n"]]
+        count["n"] += 1
+        for epoch in (1, 2):
+            metrics = {"fitness": map50, "map50": map50 * epoch / 2, "recall": 0.5, "recall_small": 0.1,
+                       "fp_rate": fp}  # fmt: skip
+            assert on_epoch(epoch, metrics) is False  # never pruned
+        return {"map50": map50, "fp_rate": fp}, False
+
+    out = tmp_path / "s"
+    options = TuneOptions(
+        trials=6, out=out, space=[Range("lr0", 0.001, 0.01, True)], objective="map50,fp_rate"
+    )
+    study = run_search(base, options, fake_train, log=lambda _: None)
+    written = write_outputs(study, base, out)
+    # Non-dominated: (0.6, 0.15) beats (0.6, 0.20); (0.5, 0.10) and (0.4, 0.05) stand; (0.3, 0.05)
+    # is dominated by (0.4, 0.05); (0.55, 0.30) by (0.6, 0.15).
+    rows = list(csv.DictReader(written["pareto"].open()))
+    assert sorted(int(r["number"]) for r in rows) == [0, 2, 4]
+    assert sorted((float(r["map50"]), float(r["fp_rate"])) for r in rows) == [
+        (0.4, 0.05),
+        (0.5, 0.1),
+        (0.6, 0.15),
+    ]
+    assert sorted(p.name for p in (out / "pareto").iterdir()) == [
+        "trial_0000.yaml",
+        "trial_0002.yaml",
+        "trial_0004.yaml",
+    ]
+    best = (out / "best_hyp.yaml").read_text()
+    assert "trial 4, map50 0.60000, fp_rate 0.15000" in best
+    assert yaml.safe_load(best)["lr0"] == pytest.approx(study.trials[4].params["lr0"])
+    trials = list(csv.DictReader(written["trials"].open()))
+    assert [r["epochs_reported"] for r in trials] == ["2"] * 6 and "value_fp_rate" in trials[0]
+    assert {"pareto", "pareto_front", "history", "importances"} <= set(written)
+    # A study keeps its objectives: resuming it with other ones is an error that says so.
+    with pytest.raises(TuneError, match="was started with --objective map50,fp_rate"):
+        run_search(base, TuneOptions(trials=7, out=out, objective="map50,recall_small"), fake_train)
+
+
+@pytest.mark.parametrize(
+    ("objective", "message"),
+    [
+        ("map", "expected one of"),
+        ("map50,map50", "distinct"),
+        ("", "expected one of"),
+        ("fitness,map50,recall,fp_rate", "2-3 distinct"),
+    ],
+)
+def test_bad_objectives_are_named(tmp_path: Path, objective: str, message: str) -> None:
+    from stopsign.train.tune import TuneOptions
+
+    with pytest.raises(TuneError, match=message):
+        TuneOptions(trials=1, out=tmp_path, objective=objective)
+
+
+def test_an_objective_the_split_cannot_give_is_a_clear_error() -> None:
+    from stopsign.train.tune import objective_values
+
+    assert objective_values({"map50": 0.5, "recall_small": 0.25}, ("recall_small", "map50")) == [0.25, 0.5]
+    with pytest.raises(TuneError, match="recall_small: no value .*no sign under 32 px"):
+        objective_values({"recall_small": None}, ("recall_small",))
+    with pytest.raises(TuneError, match="fp_rate: no value .*no confuser or sign-free image"):
+        objective_values({"fp_rate": float("nan")}, ("fp_rate",))
+
+
+def test_small_sign_recall_and_fp_rate_from_a_real_study(tiny_data: Path, tmp_path: Path) -> None:
+    """The real trainer reports recall_small and fp_rate; a two-objective CLI run writes the front."""
+    write_space(tmp_path / "space.yaml", SPACE)
+    out = tmp_path / "study"
+    assert main(tune_argv(tiny_data, out, "--trials", "2", "--epochs", "1",
+                          "--objective", "recall_small,fp_rate")) == 0  # fmt: skip
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE"]
+    for row in rows:
+        assert 0.0 <= float(row["value_recall_small"]) <= 1.0 and 0.0 <= float(row["value_fp_rate"]) <= 1.0
+        metrics = yaml.safe_load((Path(row["run_dir"]) / "weights" / "best" / "spec.json").read_text())[
+            "metrics"
+        ]
+        # Every sign of the 64 px set is under 32 px; the trial's value is its best checkpoint's.
+        assert metrics["instances_small"] == metrics["instances"] > 0
+        assert float(row["value_recall_small"]) == pytest.approx(metrics["recall_small"], abs=1e-5)
+    assert (out / "pareto.csv").is_file() and (out / "best_hyp.yaml").is_file()
+
+
+def test_a_search_worker_can_be_a_ddp_run_under_torchrun(tiny_data: Path, tmp_path: Path) -> None:
+    """torchrun with 2 ranks (gloo, CPU) as one search worker: rank 0 runs the study, both ranks
+    train every trial together, and both exit 0 when the study is done."""
+    write_space(tmp_path / "space.yaml", SPACE)
+    out = tmp_path / "study"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", "--no-python",
+               str(Path(sys.executable).with_name("edge-train")),
+               *tune_argv(tiny_data, out, "--trials", "2", "--epochs", "2", "--pruner", "none")]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert "rank 0/2 of this search worker" in log and "rank 1/2 of this search worker" in log
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE"], rows
+    # Each trial trained as one DDP run (rank 1 not training along would hang rank 0's trainer).
+    assert log.count("DDP over 2 ranks, batch 4 each") == 2, log[-4000:]
+    assert log.count("best_hyp:") == 1  # rank 0 alone reports the outputs
