@@ -58,13 +58,14 @@ def evaluate_model(
     """Run ``path`` on ``backend`` (CPU) on every labelled entry and summarise at ``threshold``."""
     from stopsign.edge.backends.base import BackendError, BackendOptions, resolve_backend
 
+    is_ir = path.suffix.lower() == ".xml"  # an OpenVINO IR keeps its spec where the backend reads it
     try:
-        spec = read_spec_from_onnx(path)
+        spec = None if is_ir else read_spec_from_onnx(path)
     except (ModelSpecError, FileNotFoundError) as exc:
         raise CalibrationError(str(exc)) from None
     try:
         runner = resolve_backend(backend, path)()
-        runner.load(path, spec, BackendOptions(device="cpu"))
+        spec = runner.load(path, spec, BackendOptions(device="cpu"))
     except BackendError as exc:
         raise CalibrationError(f"--backend {backend}: {exc}") from None
     buffer = np.empty((*spec.input_size, 3), dtype=np.uint8)
@@ -128,7 +129,7 @@ def build_report(
         raise CalibrationError(f"{data}: no labelled images to evaluate on (need YOLO label files)")
     threshold = fp32_spec.operating_threshold
     models = [("FP32", model)] + ([("FP16", fp16)] if fp16 else [])
-    models += [(f"INT8 Q/DQ ({_method_of(p)})", p) for p in int8]
+    models += [(_int8_label(p), p) for p in int8]
     rows = [evaluate_model(path, entries, threshold, label, backend) for label, path in models]
     for row in rows[1:]:
         if tuple(row.spec.input_size) != tuple(fp32_spec.input_size):
@@ -140,6 +141,12 @@ def build_report(
 
 def write_report(out: Path, text: str) -> Path:
     return atomic_write_text(out, text)
+
+
+def _int8_label(path: Path) -> str:
+    if path.suffix.lower() == ".xml":
+        return "INT8 OpenVINO IR (NNCF)"
+    return f"INT8 Q/DQ ({_method_of(path)})"
 
 
 def _method_of(path: Path) -> str:
@@ -173,7 +180,7 @@ def _markdown(rows: list[PrecisionRow], data: Path, threshold: float, int8: list
     for row, path in zip(rows[-len(int8) :], int8):
         drop = (base.map50 - row.metrics.map50) * 100
         status = "meets" if drop <= 1.0 else "MISSES"
-        floats = float_convs(path)
+        floats = float_convs(path) if path.suffix.lower() == ".onnx" else []
         verdicts.append(
             f"- {row.label}: {abs(drop):.2f} points {'below' if drop > 0 else 'above'} FP32 mAP@0.5, "
             f"{status} the 1.0-point goal. "

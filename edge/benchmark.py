@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from stopsign.edge.backends.base import Backend, BackendError, BackendOptions, resolve_backend
+from stopsign.edge.backends.base import Backend, BackendError, BackendOptions, resolve_model
 from stopsign.edge.cli.detect_config import DetectConfig
 from stopsign.edge.spec import ModelSpec, ModelSpecError
 
@@ -150,6 +150,11 @@ def model_file_spec(model: Path) -> tuple[int, str]:
         except EngineSidecarError as exc:
             raise ModelSpecError(str(exc)) from None
         return sidecar.model_spec.input_size[0], sidecar.precision
+    if model.suffix == ".xml":  # an OpenVINO IR: its sidecar holds the spec (edge-calibrate openvino)
+        from stopsign.edge.openvino_ir import read_ir_spec
+
+        spec = read_ir_spec(model)
+        return spec.input_size[0], spec.precision
     from stopsign.edge.onnx_meta import read_spec_from_onnx
 
     spec = read_spec_from_onnx(model)
@@ -157,8 +162,9 @@ def model_file_spec(model: Path) -> tuple[int, str]:
 
 
 def load(model: Path, backend: str, threads: int = 0) -> tuple[Backend, ModelSpec]:
-    instance = resolve_backend(backend, model)()
-    spec = instance.load(model, None, BackendOptions(threads=threads))
+    cls, path = resolve_model(backend, model)
+    instance = cls()
+    spec = instance.load(path, None, BackendOptions(threads=threads))
     return instance, spec
 
 

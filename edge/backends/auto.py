@@ -1,14 +1,19 @@
 """``--backend auto``: the fastest backend that is available here and has a model file to run.
 
-Preference: tensorrt > torch-cuda > onnxruntime-cuda > onnxruntime-cpu > openvino-cpu (> torch-cpu,
-the only way to run a checkpoint folder without CUDA). OpenVINO is not yet preferred on the CPU: in
-FP32 (the precision that reproduces ONNX Runtime's results) it is only 8 % faster here, and the
-shipped INT8 Q/DQ file loses 20 points of mAP@0.5 under it (``docs/benchmarks.md``); ask for it with
-``--backend openvino``. A candidate needs both its runtime and its file:
+Preference: tensorrt > torch-cuda > onnxruntime-cuda > openvino-cpu INT8 IR > onnxruntime-cpu >
+openvino-cpu FP32 (> torch-cpu, the only way to run a checkpoint folder without CUDA). On a CPU,
+OpenVINO wins only with the INT8 IR ``edge-calibrate openvino`` made for this very ONNX
+(``M.openvino.xml`` beside ``M.onnx``, its sidecar naming the ONNX's SHA-256): at FP32 accuracy it
+is the fastest CPU path (``docs/benchmarks.md``). An FP32 file in OpenVINO (f32, the precision
+that reproduces ONNX Runtime's results) is only 8 % faster than ONNX Runtime, and the TensorRT
+Q/DQ file loses 20 points of mAP@0.5 under it: ask for those with ``--backend openvino``. A
+candidate needs both its runtime and its file:
 
 * tensorrt: an ``.engine``/``.plan`` given, or ``M.engine`` beside a given ``M.onnx``, whose
   sidecar matches this TensorRT version and GPU (a stale engine is skipped, with the reason);
 * torch: a checkpoint folder (``spec.json`` + weights);
+* openvino INT8: an IR ``.xml`` given, or ``M.openvino.xml`` beside ``M.onnx`` whose sidecar
+  matches it (a stale IR is skipped, with the reason);
 * openvino, onnxruntime: an ``.onnx`` file.
 
 The choice says why it was made and why each better candidate was skipped. Only ``auto`` chooses:
@@ -22,6 +27,7 @@ from pathlib import Path
 
 from stopsign.edge.backends.base import BackendError, backend_class
 from stopsign.edge.engine_sidecar import EngineSidecarError, check_engine_sidecar
+from stopsign.edge.openvino_ir import OpenVinoIrError, check_ir_for_onnx, ir_paths_for
 
 
 @dataclass(frozen=True)
@@ -31,18 +37,26 @@ class ModelFiles:
     engine: Path | None = None
     checkpoint: Path | None = None
     onnx: Path | None = None
+    openvino_ir: Path | None = None  # M.openvino.xml beside M.onnx (edge-calibrate openvino), or given
 
     @classmethod
-    def find(cls, model_path: str | Path) -> ModelFiles:
+    def find(cls, model_path: str | Path, with_ir: bool = True) -> ModelFiles:
         path = Path(model_path)
         if path.is_dir():
             return cls(checkpoint=path if (path / "spec.json").is_file() else None)
         suffix = path.suffix.lower()
         if suffix in (".engine", ".plan"):
             return cls(engine=path if path.is_file() else None)
+        if suffix == ".xml":
+            return cls(openvino_ir=path if path.is_file() else None)
         if suffix == ".onnx":
             engine = path.with_suffix(".engine")
-            return cls(engine=engine if engine.is_file() else None, onnx=path if path.is_file() else None)
+            ir = ir_paths_for(path)[0]
+            return cls(
+                engine=engine if engine.is_file() else None,
+                onnx=path if path.is_file() else None,
+                openvino_ir=ir if with_ir and ir.is_file() else None,
+            )
         return cls()
 
 
@@ -82,7 +96,8 @@ class Availability:
             import onnxruntime
 
             ort, ort_cuda = True, "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-        openvino = files.onnx is not None and backend_class("openvino").is_available()
+        has_file = files.onnx is not None or files.openvino_ir is not None
+        openvino = has_file and backend_class("openvino").is_available()
         return cls(trt, torch, torch_cuda, ort, ort_cuda, trt_version, capability, openvino)
 
 
@@ -105,9 +120,15 @@ class BackendChoice:
         return text + (f"; skipped: {'; '.join(self.skipped)}" if self.skipped else "")
 
 
-def choose_backend(model_path: str | Path, available: Availability | None = None) -> BackendChoice:
-    """The best backend for ``model_path`` here; BackendError listing every candidate when none fits."""
-    files = ModelFiles.find(model_path)
+def choose_backend(
+    model_path: str | Path, available: Availability | None = None, with_ir: bool = True
+) -> BackendChoice:
+    """The best backend for ``model_path`` here; BackendError listing every candidate when none fits.
+
+    ``with_ir``: an OpenVINO INT8 IR beside the ONNX may be chosen (the choice's ``model_path`` is
+    then the IR: load that). Replay passes False: it checks the ONNX file it is given.
+    """
+    files = ModelFiles.find(model_path, with_ir)
     available = available if available is not None else Availability.detect(files)
     skipped: list[str] = []
 
@@ -133,6 +154,21 @@ def choose_backend(model_path: str | Path, available: Availability | None = None
         return pick("torch", "cuda", files.checkpoint, "checkpoint folder and torch sees a CUDA GPU")
     if files.onnx is not None and available.onnxruntime_cuda:
         return pick("onnxruntime", "cuda", files.onnx, "onnxruntime has the CUDA execution provider")
+    if with_ir and files.onnx is not None and files.openvino_ir is None:
+        skipped.append(
+            "openvino-cpu INT8: no M.openvino.xml beside the .onnx (make one: edge-calibrate openvino)"
+        )
+    if files.openvino_ir is not None:
+        if not available.openvino:
+            skipped.append(f"openvino-cpu INT8: {files.openvino_ir} exists but OpenVINO is not installed")
+        else:
+            try:
+                if files.onnx is not None:
+                    check_ir_for_onnx(files.openvino_ir, files.onnx)
+                return pick("openvino", "cpu", files.openvino_ir, "INT8 IR for this model (edge-calibrate openvino): "
+                            "on this CPU the fastest at FP32 accuracy, docs/benchmarks.md")  # fmt: skip
+            except OpenVinoIrError as exc:
+                skipped.append(f"openvino-cpu INT8: {exc}")
     if files.onnx is not None and available.onnxruntime:
         skipped.append("onnxruntime-cuda: this onnxruntime has no CUDAExecutionProvider")
         return pick("onnxruntime", "cpu", files.onnx, "onnxruntime on the CPU")

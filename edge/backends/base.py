@@ -138,13 +138,25 @@ def resolve_backend(name: str, model_path: str | Path) -> type[Backend]:
     :mod:`stopsign.edge.backends.auto`) and prints what it picked and why to stderr. Any other
     name is taken as asked: an error when that runtime is missing, never a fallback.
     """
+    return _resolve(name, model_path, with_ir=False)[0]
+
+
+def resolve_model(name: str, model_path: str | Path) -> tuple[type[Backend], Path]:
+    """The backend class and the file to load: as :func:`resolve_backend`, but ``auto`` may also
+    pick a file made for this model from ``model_path`` (the OpenVINO INT8 IR beside an ONNX).
+    What edge-detect and edge-bench run; replay checks the very file it is given."""
+    return _resolve(name, model_path, with_ir=True)
+
+
+def _resolve(name: str, model_path: str | Path, with_ir: bool) -> tuple[type[Backend], Path]:
     if name == "auto":
         from stopsign.edge.backends.auto import choose_backend
 
-        choice = choose_backend(model_path)
+        choice = choose_backend(model_path, with_ir=with_ir)
         print(choice.message(), file=sys.stderr, flush=True)
-        return backend_class(choice.name)
+        chosen = Path(model_path) if choice.name == "tensorrt" else choice.model_path
+        return backend_class(choice.name), chosen
     cls = backend_class(name)
     if not cls.is_available():
         raise BackendError(f"backend {name!r} is not available here (its runtime is not installed)")
-    return cls
+    return cls, Path(model_path)

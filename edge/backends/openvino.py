@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from stopsign.edge.artifacts import sha256_file
+from stopsign.edge.artifacts import sha256_bytes, sha256_file
 from stopsign.edge.backends.base import Backend, BackendError, BackendOptions
 from stopsign.edge.backends.onnxruntime import default_threads
+from stopsign.edge.openvino_ir import SPEC_RT_KEY
 from stopsign.edge.spec import ONNX_METADATA_KEY, ModelSpec, ModelSpecError
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ def default_cache_dir() -> Path:
 
 
 class OpenVinoBackend(Backend):
-    """Runs a ``.onnx`` model whose metadata holds its ModelSpec, through OpenVINO."""
+    """Runs a ``.onnx`` model whose metadata holds its ModelSpec, or the INT8 IR ``edge-calibrate
+    openvino`` makes (``.xml`` + ``.bin``, the ModelSpec in its runtime info), through OpenVINO."""
 
     name = "openvino"
 
@@ -74,8 +76,14 @@ class OpenVinoBackend(Backend):
         path = Path(model_path)
         if not path.is_file():
             raise BackendError(f"{path}: no such model file")
-        if path.suffix.lower() != ".onnx":
-            raise BackendError(f"{path}: the openvino backend runs .onnx files (exported by edge-export)")
+        is_ir = path.suffix.lower() == ".xml"
+        if path.suffix.lower() != ".onnx" and not is_ir:
+            raise BackendError(
+                f"{path}: the openvino backend runs .onnx files (edge-export) and OpenVINO IR .xml files "
+                "(edge-calibrate openvino)"
+            )
+        if is_ir and not path.with_suffix(".bin").is_file():
+            raise BackendError(f"{path}: its weights file {path.with_suffix('.bin').name} is missing")
         if options.device not in DEVICES:
             raise BackendError(f"openvino backend: device {options.device!r} is not one of {sorted(DEVICES)}")
         core = ov.Core()
@@ -87,8 +95,11 @@ class OpenVinoBackend(Backend):
         try:
             model = core.read_model(str(path))
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses for unreadable models
-            raise BackendError(f"{path}: OpenVINO cannot read it as an ONNX model ({exc})") from None
-        spec = spec or self._spec_from_metadata(model, path)
+            kind = "an OpenVINO IR" if is_ir else "an ONNX model"
+            raise BackendError(f"{path}: OpenVINO cannot read it as {kind} ({exc})") from None
+        spec = spec or self._spec_from_metadata(
+            model, path, SPEC_RT_KEY if is_ir else ["framework", ONNX_METADATA_KEY]
+        )
         self._check_io(model, spec, path)
         self._core, self._model, self._device = core, model, device
         self.version = ov.get_version()
@@ -107,28 +118,29 @@ class OpenVinoBackend(Backend):
         if options.cache_dir is not None:
             self.cache_root = Path(options.cache_dir)
         if self.use_cache:
-            self.cache_dir = self.cache_root / self.version.split("-")[0] / sha256_file(path)[:16]
+            digest = sha256_file(path) + (sha256_file(path.with_suffix(".bin")) if is_ir else "")
+            self.cache_dir = self.cache_root / self.version.split("-")[0] / sha256_bytes(digest.encode())[:16]
         self.model_path, self.spec = path, spec
         self._requests = {}
         fixed = model.inputs[0].get_partial_shape()[0]
         self.fixed_batch = fixed.get_length() if fixed.is_static else None
-        if spec.precision == "int8":
+        if spec.precision == "int8" and not is_ir:
             log.warning(
-                "openvino: %s is an INT8 Q/DQ file; OpenVINO's INT8 kernels lost 20 points of mAP@0.5 on the "
-                "shipped one (docs/benchmarks.md): check it with bench/far_signs.py --backend openvino",
+                "openvino: %s is an INT8 Q/DQ file made for TensorRT; OpenVINO's INT8 kernels lost 20 points of "
+                "mAP@0.5 on the shipped one (docs/benchmarks.md). Make a CPU INT8 with `edge-calibrate openvino`",
                 path,
             )
         self._request(1)  # compile now: a model OpenVINO cannot compile fails at load, not on frame 1
         return spec
 
     @staticmethod
-    def _spec_from_metadata(model: Any, path: Path) -> ModelSpec:
+    def _spec_from_metadata(model: Any, path: Path, key: list[str]) -> ModelSpec:
         try:
-            text = str(model.get_rt_info(["framework", ONNX_METADATA_KEY]).value)
+            text = str(model.get_rt_info(key).value)
         except Exception:  # the key is absent: OpenVINO raises its own error type
+            how = "`edge-calibrate openvino`" if key == SPEC_RT_KEY else "`edge-export onnx`"
             raise BackendError(
-                f"{path}: no '{ONNX_METADATA_KEY}' ModelSpec in the ONNX metadata; export the model with "
-                "`edge-export onnx`"
+                f"{path}: no ModelSpec in its metadata ({'/'.join(key)}); make the model with {how}"
             ) from None
         try:
             return ModelSpec.from_json(text, source=f"{path} metadata")

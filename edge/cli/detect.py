@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from stopsign.edge.backends.base import Backend, BackendError, BackendOptions, resolve_backend
+from stopsign.edge.backends.base import Backend, BackendError, BackendOptions, resolve_model
 from stopsign.edge.cli.detect_config import ConfigError, DetectConfig, build_config, load_yaml_config
 from stopsign.edge.events import EventChannel
 from stopsign.edge.pipeline import (
@@ -183,8 +183,7 @@ def model_path(config: DetectConfig) -> Path:
 
 def load_backend(config: DetectConfig) -> tuple[Backend, ModelSpec]:
     """The default backend factory: resolve, build and load the configured backend."""
-    path = model_path(config)
-    cls = resolve_backend(config.backend, path)
+    cls, path = resolve_model(config.backend, model_path(config))
     backend = cls()
     options = BackendOptions(config.device, config.allow_fallback, config.threads, config.cache_dir)
     spec = backend.load(path, None, options)

@@ -118,3 +118,68 @@ def test_auto_prints_its_choice_and_explicit_never_falls_back(
     monkeypatch.setattr(base.backend_class("onnxruntime"), "is_available", classmethod(lambda cls: False))
     with pytest.raises(BackendError, match="'onnxruntime' is not available"):
         resolve_backend("onnxruntime", files["onnx"])
+
+
+@pytest.mark.parametrize(
+    ("available", "ir", "label", "picked", "skipped"),
+    [
+        # On a CPU with OpenVINO, the INT8 IR made for this ONNX beats ONNX Runtime FP32.
+        (Availability(onnxruntime=True, openvino=True), "current", "openvino-cpu", "ir", ""),
+        (Availability(openvino=True), "current", "openvino-cpu", "ir", ""),
+        # A re-exported ONNX makes the IR stale: skipped, with the reason.
+        (
+            Availability(onnxruntime=True, openvino=True),
+            "stale",
+            "onnxruntime-cpu",
+            "onnx",
+            "made from another m.onnx",
+        ),
+        (Availability(onnxruntime=True), "current", "onnxruntime-cpu", "onnx", "OpenVINO is not installed"),
+        (
+            Availability(onnxruntime=True, openvino=True),
+            None,
+            "onnxruntime-cpu",
+            "onnx",
+            "edge-calibrate openvino",
+        ),
+        # A GPU path still comes first.
+        (
+            Availability(onnxruntime=True, onnxruntime_cuda=True, openvino=True),
+            "current",
+            "onnxruntime-cuda",
+            "onnx",
+            "",
+        ),
+    ],
+)
+def test_the_openvino_int8_ir_beside_the_onnx(
+    tmp_path: Path, available: Availability, ir: str | None, label: str, picked: str, skipped: str
+) -> None:
+    from tests.edge.test_openvino_ir import make_ir
+
+    files = {}
+    if ir is not None:
+        files["onnx"], files["ir"] = make_ir(tmp_path)
+        if ir == "stale":
+            files["onnx"].write_bytes(b"re-exported")
+    else:
+        files["onnx"] = make_files(tmp_path, engine_trt=None)["onnx"]
+    choice = choose_backend(files["onnx"], available)
+    assert choice.label == label and choice.model_path == files[picked]
+    assert skipped in choice.message()
+    # Replay checks the file it is given: never the IR.
+    assert choose_backend(files["onnx"], available, with_ir=False).model_path == files["onnx"]
+
+
+def test_resolve_model_returns_the_file_auto_chose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stopsign.edge.backends.base import resolve_model
+    from tests.edge.test_openvino_ir import make_ir
+
+    onnx, xml = make_ir(tmp_path)
+    real_detect = Availability.detect
+    monkeypatch.setattr(Availability, "detect", classmethod(
+        lambda cls, files: Availability(onnxruntime=True, openvino=True) if files.onnx else real_detect(files)))  # fmt: skip
+    cls, path = resolve_model("auto", onnx)
+    assert (cls.name, path) == ("openvino", xml)
+    assert resolve_backend("auto", onnx).name == "onnxruntime"  # without the IR (replay)
+    assert resolve_model("onnxruntime", onnx)[1] == onnx  # asked for: the file as given

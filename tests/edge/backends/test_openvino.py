@@ -160,3 +160,94 @@ def test_sample_drives_replay_to_the_expected_outputs(drive: str) -> None:
         Tolerance.parse("iou=0.9,score=0.02"),
     )
     assert not diffs, "; ".join(diffs[:5])
+
+
+# ---- the CPU INT8 IR (edge-calibrate openvino) ----------------------------------------------------
+
+DRIVES = ["day_approach", "night_approach", "no_entry_and_yield", "occluded_approach"]
+
+
+def _events(lines: list[dict]) -> list[tuple]:
+    return [(x["event"], x["frame"], x["track_id"]) for x in lines if x.get("kind") == "event"]
+
+
+@pytest.mark.parametrize("drive", DRIVES)
+def test_the_shipped_int8_ir_replays_to_its_outputs_with_the_fp32_events(drive: str) -> None:
+    """The IR has expected outputs of its own (INT8 scores move by up to ~0.05), and its events
+    (kind, frame, track) are exactly the FP32 model's."""
+    from stopsign.edge.artifacts import sha256_file
+    from stopsign.edge.replay.expected import Tolerance, compare, expected_path, read_expected, to_lines
+    from stopsign.edge.replay.runner import replay
+
+    folder = SHIPPED.parents[1] / "samples" / "drives" / drive
+    result = replay(folder, SHIPPED / "stopsign.openvino.xml", "openvino")
+    mine = read_expected(expected_path(folder, result.model_sha256))
+    diffs = compare(mine, to_lines(result), Tolerance.parse("iou=0.9,score=0.02"))
+    assert not diffs, "; ".join(diffs[:5])
+    fp32 = read_expected(expected_path(folder, sha256_file(SHIPPED / "stopsign.onnx")))
+    assert _events(mine) == _events(fp32)
+
+
+def test_auto_runs_the_int8_ir_beside_the_shipped_onnx(tmp_path: Path) -> None:
+    from stopsign.edge.backends.base import resolve_model
+
+    cls, path = resolve_model("auto", SHIPPED / "stopsign.onnx")
+    assert cls is OpenVinoBackend and path == SHIPPED / "stopsign.openvino.xml"
+    backend = load(path, tmp_path)
+    assert backend.spec is not None and backend.spec.precision == "int8"
+    assert backend.describe()["inference_precision"] == "openvino default"
+    out = backend.infer(np.zeros((2, 3, *backend.spec.input_size), np.float32))
+    assert out.shape[0] == 2 and out.shape[2] == 5 + backend.spec.num_classes
+
+
+def test_an_ir_without_its_weights_or_spec_is_named(tmp_path: Path) -> None:
+    import shutil
+
+    xml = tmp_path / "m.openvino.xml"
+    shutil.copy(SHIPPED / "stopsign.openvino.xml", xml)
+    with pytest.raises(BackendError, match="its weights file m.openvino.bin is missing"):
+        load(xml, tmp_path / "cache")
+    (tmp_path / "m.openvino.bin").write_bytes(b"\0" * 64)
+    with pytest.raises(BackendError, match="OpenVINO cannot read it as an OpenVINO IR"):
+        load(xml, tmp_path / "cache")
+
+
+def test_edge_calibrate_openvino_makes_an_ir_that_tracks_fp32(tiny_onnx: Path, tmp_path: Path) -> None:
+    """NNCF on the tiny model with a folder of images: the IR, its sidecar (matching the ONNX, so
+    auto would take it), the spec in the IR, and outputs close to FP32."""
+    pytest.importorskip("nncf")
+    import cv2
+
+    from stopsign.calibration.cli import main as calibrate
+    from stopsign.edge.openvino_ir import check_ir_for_onnx, read_ir_spec
+
+    rng = np.random.default_rng(0)
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(40):
+        cv2.imwrite(str(calib / f"{i}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    model = tmp_path / "m.onnx"
+    model.write_bytes(tiny_onnx.read_bytes())
+    assert calibrate(["openvino", str(model), "--calib", str(calib)]) == 0
+    xml = tmp_path / "m.openvino.xml"
+    check_ir_for_onnx(xml, model)
+    assert read_ir_spec(xml).precision == "int8"
+    backend = load(xml, tmp_path / "cache")
+    assert backend.spec is not None and backend.spec.precision == "int8"
+    batch = rng.random((1, 3, *backend.spec.input_size), dtype=np.float32)
+    got, want = backend.infer(batch), reference(model, batch)
+    assert got.shape == want.shape
+    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.95
+
+
+def test_edge_calibrate_openvino_refuses_an_int8_or_a_bad_out(tmp_path: Path, capsys) -> None:
+    from stopsign.calibration.cli import main as calibrate
+
+    assert calibrate(["openvino", str(SHIPPED / "stopsign.int8.onnx"), "--calib", str(tmp_path)]) == 2
+    assert "already INT8" in capsys.readouterr().err
+    out = tmp_path / "x.onnx"
+    assert (
+        calibrate(["openvino", str(SHIPPED / "stopsign.onnx"), "--calib", str(tmp_path), "--out", str(out)])
+        == 2
+    )
+    assert "an OpenVINO IR is an .xml file" in capsys.readouterr().err

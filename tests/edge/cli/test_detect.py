@@ -149,6 +149,10 @@ def test_trained_model_finds_the_rendered_sign(tmp_path: Path) -> None:
                 str(dets_path),
                 "--events",
                 str(tmp_path / "e.jsonl"),
+                # ONNX Runtime: auto would take the shipped OpenVINO INT8 IR, and OpenVINO stays out
+                # of the main test process (tests/edge/backends/test_openvino_isolated.py).
+                "--backend",
+                "onnxruntime",
             ]
         )
         == 0

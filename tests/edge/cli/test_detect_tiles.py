@@ -85,7 +85,7 @@ def test_stills_with_tiles_find_a_far_sign_the_whole_frame_misses(tmp_path: Path
     found: dict[str, list[float]] = {}
     for tiles in ("none", "auto"):
         out = tmp_path / f"d_{tiles}.jsonl"
-        assert main(["--source", str(folder), "--model", str(SHIPPED_MODEL), "--tiles", tiles, "--conf", "0.1",
+        assert main(["--source", str(folder), "--model", str(SHIPPED_MODEL), "--backend", "onnxruntime", "--tiles", tiles, "--conf", "0.1",
                      "--detections", str(out), "--events", str(tmp_path / f"e_{tiles}.jsonl")]) == 0  # fmt: skip
         lines = read_jsonl(out)
         assert sorted(Path(line["image"]).name for line in lines) == sorted(boxes)
