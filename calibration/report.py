@@ -180,11 +180,16 @@ def _markdown(rows: list[PrecisionRow], data: Path, threshold: float, int8: list
     for row, path in zip(rows[-len(int8) :], int8):
         drop = (base.map50 - row.metrics.map50) * 100
         status = "meets" if drop <= 1.0 else "MISSES"
-        floats = float_convs(path) if path.suffix.lower() == ".onnx" else []
-        verdicts.append(
+        verdict = (
             f"- {row.label}: {abs(drop):.2f} points {'below' if drop > 0 else 'above'} FP32 mAP@0.5, "
             f"{status} the 1.0-point goal. "
-            f"Convs left in float ({len(floats)}): {', '.join(f'`{n}`' for n in floats) or 'none'} "
+        )
+        if path.suffix.lower() != ".onnx":  # an OpenVINO IR: NNCF chose the placement (its sidecar says how)
+            verdicts.append(verdict + f"Quantizer placement by NNCF: see `{path.with_suffix('.json').name}`.")
+            continue
+        floats = float_convs(path)
+        verdicts.append(
+            verdict + f"Convs left in float ({len(floats)}): {', '.join(f'`{n}`' for n in floats) or 'none'} "
             "(the Detect head: its outputs are box pixels and thresholded scores; plus any --keep-float)."
         )
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
