@@ -22,6 +22,11 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
         "convert an official pickled YOLOv5 checkpoint, safely",
     ),
     (
+        "import-darknet",
+        "stopsign.train.darknet.import_cmd",
+        "a Darknet (YOLOv3/v4) .cfg + .weights -> checkpoint folder",
+    ),
+    (
         "import-onnx",
         "stopsign.train.import_onnx",
         "a checkpoint back from an exported FP32 ONNX, to fine-tune",

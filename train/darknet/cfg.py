@@ -36,7 +36,16 @@ SECTION_KINDS = {
 # Options that change what the layer computes: all are read by the model builder.
 _USED = {
     "net": {"width", "height", "channels", "letter_box"},
-    "convolutional": {"batch_normalize", "filters", "size", "stride", "pad", "padding", "groups", "activation"},
+    "convolutional": {
+        "batch_normalize",
+        "filters",
+        "size",
+        "stride",
+        "pad",
+        "padding",
+        "groups",
+        "activation",
+    },
     "route": {"layers", "groups", "group_id"},
     "shortcut": {"from", "activation"},
     "maxpool": {"size", "stride", "padding"},
@@ -46,14 +55,54 @@ _USED = {
 # Options that only matter to Darknet's trainer (or are informational): accepted, unused.
 _TRAINING_ONLY = {
     "net": {
-        "batch", "subdivisions", "momentum", "decay", "angle", "saturation", "exposure", "hue",
-        "learning_rate", "burn_in", "max_batches", "policy", "steps", "scales", "mosaic", "flip",
-        "blur", "gaussian_noise", "mixup", "cutmix", "max_chart_loss", "power", "aspect", "jitter",
-        "track", "time_steps", "augment_speed", "sequential_subdivisions", "try_fix_nan",
-        "adam", "B1", "B2", "eps", "label_smooth_eps", "mosaic_bound", "contrastive",
-        "unsupervised", "use_cuda_graph", "init_sequential_subdivisions", "random", "resize",
-        "min_crop", "max_crop", "optimized_memory", "workspace_size_limit_MB", "loss_scale",
-        "dynamic_minibatch", "cost",
+        "batch",
+        "subdivisions",
+        "momentum",
+        "decay",
+        "angle",
+        "saturation",
+        "exposure",
+        "hue",
+        "learning_rate",
+        "burn_in",
+        "max_batches",
+        "policy",
+        "steps",
+        "scales",
+        "mosaic",
+        "flip",
+        "blur",
+        "gaussian_noise",
+        "mixup",
+        "cutmix",
+        "max_chart_loss",
+        "power",
+        "aspect",
+        "jitter",
+        "track",
+        "time_steps",
+        "augment_speed",
+        "sequential_subdivisions",
+        "try_fix_nan",
+        "adam",
+        "B1",
+        "B2",
+        "eps",
+        "label_smooth_eps",
+        "mosaic_bound",
+        "contrastive",
+        "unsupervised",
+        "use_cuda_graph",
+        "init_sequential_subdivisions",
+        "random",
+        "resize",
+        "min_crop",
+        "max_crop",
+        "optimized_memory",
+        "workspace_size_limit_MB",
+        "loss_scale",
+        "dynamic_minibatch",
+        "cost",
     },
     "convolutional": {"stopbackward", "train", "dontload", "dontloadscales", "learning_rate"},
     "route": {"stopbackward"},
@@ -61,11 +110,35 @@ _TRAINING_ONLY = {
     "maxpool": {"stopbackward"},
     "upsample": set(),
     "yolo": {
-        "jitter", "ignore_thresh", "truth_thresh", "random", "resize", "iou_thresh", "cls_normalizer",
-        "iou_normalizer", "obj_normalizer", "iou_loss", "nms_kind", "beta_nms", "max_delta",
-        "counters_per_class", "label_smooth_eps", "focal_loss", "max", "objectness_smooth",
-        "delta_normalizer", "track_history_size", "sim_thresh", "dets_for_track", "dets_for_show",
-        "track_ciou_norm", "embedding_layer", "map", "show_details", "uc_normalizer", "iou_thresh_kind",
+        "jitter",
+        "ignore_thresh",
+        "truth_thresh",
+        "random",
+        "resize",
+        "iou_thresh",
+        "cls_normalizer",
+        "iou_normalizer",
+        "obj_normalizer",
+        "iou_loss",
+        "nms_kind",
+        "beta_nms",
+        "max_delta",
+        "counters_per_class",
+        "label_smooth_eps",
+        "focal_loss",
+        "max",
+        "objectness_smooth",
+        "delta_normalizer",
+        "track_history_size",
+        "sim_thresh",
+        "dets_for_track",
+        "dets_for_show",
+        "track_ciou_norm",
+        "embedding_layer",
+        "map",
+        "show_details",
+        "uc_normalizer",
+        "iou_thresh_kind",
     },
 }
 # Option values this project can compute; anything else for these options is an error.
@@ -193,6 +266,27 @@ def substitute_classes(text: str, nc: int) -> str:
     if nc < 1:
         raise DarknetCfgError(f"classes must be >= 1, got {nc}")
     return text.replace(CLASSES_PLACEHOLDER, str(nc)).replace(FILTERS_PLACEHOLDER, str((nc + 5) * 3))
+
+
+def with_classes(cfg: DarknetCfg, nc: int) -> str:
+    """The cfg text for ``nc`` classes: ``classes`` of every yolo layer and ``filters`` of the
+    convolution feeding it (``len(mask) x (nc + 5)``) rewritten in place, all else unchanged."""
+    if nc < 1:
+        raise DarknetCfgError(f"classes must be >= 1, got {nc}")
+    lines = cfg.text.splitlines()
+    for section in cfg.yolo_layers:
+        feeder = cfg.layers[section.index - 1] if section.index > 0 else None
+        if feeder is None or feeder.kind != "convolutional" or "filters" not in feeder.option_lines:
+            raise section.fail("the layer before a [yolo] must be a [convolutional] with filters")
+        total = len(section.get_floats("anchors")) // 2
+        anchors = len(section.get_ints("mask", list(range(total))))
+        for target, key, value in ((section, "classes", nc), (feeder, "filters", anchors * (nc + 5))):
+            if key not in target.option_lines:  # classes missing: Darknet's default; add it
+                lines[target.line - 1] += f"\n{key}={value}"
+                continue
+            number = target.option_lines[key] - 1
+            lines[number] = f"{key}={value}"
+    return "\n".join(lines) + "\n"
 
 
 def parse_cfg(text: str, source: str = "<cfg>") -> DarknetCfg:

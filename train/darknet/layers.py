@@ -43,7 +43,9 @@ class DarknetConv(nn.Module):
     ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c1, c2, k, s, p, groups=groups, bias=not batch_norm)
-        self.bn: nn.Module = nn.BatchNorm2d(c2, eps=DARKNET_BN_EPS, momentum=0.03) if batch_norm else nn.Identity()
+        self.bn: nn.Module = (
+            nn.BatchNorm2d(c2, eps=DARKNET_BN_EPS, momentum=0.03) if batch_norm else nn.Identity()
+        )
         self.act = activation(act)
         self.act_name = act
 

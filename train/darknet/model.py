@@ -17,7 +17,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from stopsign.train.darknet.cfg import DarknetCfg, DarknetCfgError, Section, load_cfg, parse_cfg, substitute_classes
+from stopsign.train.darknet.cfg import (
+    DarknetCfg,
+    DarknetCfgError,
+    Section,
+    load_cfg,
+    parse_cfg,
+    substitute_classes,
+    with_classes,
+)
 from stopsign.train.darknet.layers import (
     DarknetConv,
     DarknetHead,
@@ -55,9 +63,13 @@ def _build_layer(section: Section, shapes: list[_Shape], in_channels: int) -> tu
         padding = size // 2 if section.get_int("pad", 0) else section.get_int("padding", 0)
         groups = section.get_int("groups", 1)
         if filters < 1 or size < 1 or stride < 1 or groups < 1:
-            raise section.fail(f"filters, size, stride and groups must be >= 1 (got {filters}, {size}, {stride}, {groups})")
+            raise section.fail(
+                f"filters, size, stride and groups must be >= 1 (got {filters}, {size}, {stride}, {groups})"
+            )
         if prev.channels % groups or filters % groups:
-            raise section.fail(f"groups={groups} does not divide {prev.channels} input / {filters} output channels", "groups")
+            raise section.fail(
+                f"groups={groups} does not divide {prev.channels} input / {filters} output channels", "groups"
+            )
         act = section.get_str("activation", "logistic")  # Darknet's default
         bn = section.get_int("batch_normalize", 0) != 0
         return DarknetConv(prev.channels, filters, size, stride, padding, groups, bn, act), _Shape(
@@ -71,11 +83,17 @@ def _build_layer(section: Section, shapes: list[_Shape], in_channels: int) -> tu
             raise section.fail(f"group_id={group_id} must be in [0, groups={groups})", "group_id")
         picked = [shapes[s] for s in sources]
         if len({p.stride for p in picked}) != 1:
-            raise section.fail(f"layers {sources} have different sizes (strides {[p.stride for p in picked]})", "layers")
+            raise section.fail(
+                f"layers {sources} have different sizes (strides {[p.stride for p in picked]})", "layers"
+            )
         for s, p in zip(sources, picked):
             if p.channels % groups:
-                raise section.fail(f"layer {s} has {p.channels} channels, not divisible by groups={groups}", "groups")
-        return Route(sources, groups, group_id), _Shape(sum(p.channels // groups for p in picked), picked[0].stride)
+                raise section.fail(
+                    f"layer {s} has {p.channels} channels, not divisible by groups={groups}", "groups"
+                )
+        return Route(sources, groups, group_id), _Shape(
+            sum(p.channels // groups for p in picked), picked[0].stride
+        )
     if kind == "shortcut":
         sources = section.get_ints("from")
         if len(sources) != 1:
@@ -98,7 +116,9 @@ def _build_layer(section: Section, shapes: list[_Shape], in_channels: int) -> tu
     if kind == "upsample":
         stride = section.get_int("stride", 2)
         if stride < 1 or prev.stride % stride:
-            raise section.fail(f"stride={stride} must be a positive factor of the input's stride {prev.stride}", "stride")
+            raise section.fail(
+                f"stride={stride} must be a positive factor of the input's stride {prev.stride}", "stride"
+            )
         return Upsample(stride), _Shape(prev.channels, prev.stride // stride)
     if kind == "yolo":
         return YoloMarker(), prev
@@ -138,10 +158,14 @@ def _yolo_level(section: Section, shape: _Shape, nc: int) -> _YoloLevel:
     new_coords = section.get_int("new_coords", 0)
     if new_coords not in (0, 1):
         raise section.fail(f"new_coords={new_coords} must be 0 or 1", "new_coords")
-    return _YoloLevel(section.index, picked, shape.stride, section.get_float("scale_x_y", 1.0), bool(new_coords))
+    return _YoloLevel(
+        section.index, picked, shape.stride, section.get_float("scale_x_y", 1.0), bool(new_coords)
+    )
 
 
-def resolve_darknet_cfg(cfg: str | Path | dict[str, Any] | DarknetCfg, nc: int | None = None) -> tuple[DarknetCfg, str]:
+def resolve_darknet_cfg(
+    cfg: str | Path | dict[str, Any] | DarknetCfg, nc: int | None = None
+) -> tuple[DarknetCfg, str]:
     """A parsed cfg and its name from a cfg path, a shipped name (``yolov4-tiny``), a model.yaml
     dict (``darknet_cfg`` text) or a :class:`DarknetCfg`."""
     if isinstance(cfg, DarknetCfg):
@@ -188,10 +212,8 @@ class DarknetModel(nn.Module):
         super().__init__()
         parsed, name = resolve_darknet_cfg(cfg, nc)
         if nc is not None and parsed.num_classes != nc:
-            raise DarknetCfgError(
-                f"{parsed.source}: the cfg has classes={parsed.num_classes} but {nc} classes were asked; "
-                "edit classes and the filters before each [yolo] (filters = (classes + 5) x anchors)"
-            )
+            # classes of every yolo layer and filters of the convolution feeding it, rewritten
+            parsed = parse_cfg(with_classes(parsed, nc), parsed.source)
         self.cfg = parsed
         self.name = name
         self.in_channels = parsed.net.get_int("channels", 3)
@@ -230,7 +252,7 @@ class DarknetModel(nn.Module):
 
     def _needed_outputs(self) -> set[int]:
         needed = set(self.yolo_layers)
-        for i, layer in enumerate(self.layers):
+        for layer in self.layers:
             if isinstance(layer, Route):
                 needed.update(layer.sources)
             elif isinstance(layer, Shortcut):

@@ -50,8 +50,18 @@ class WeightsHeader:
         return head + seen
 
 
-def parse_weights(data: bytes, source: str = "<weights>") -> tuple[WeightsHeader, np.ndarray]:
-    """Header and the float32 payload of a ``.weights`` file's bytes."""
+@dataclass(frozen=True)
+class WeightsFile:
+    """A parsed ``.weights`` file: header, the whole float32 values after it, and its size in bytes."""
+
+    header: WeightsHeader
+    values: np.ndarray
+    nbytes: int
+
+
+def parse_weights(data: bytes, source: str = "<weights>") -> WeightsFile:
+    """Header and float32 payload of a ``.weights`` file's bytes (a torn last float is dropped
+    here and reported by the size check of :func:`load_weights_into`)."""
     if len(data) < 16:
         raise DarknetWeightsError(f"{source}: {len(data)} bytes, too short for a Darknet weights header")
     major, minor, revision = (int(v) for v in np.frombuffer(data, dtype="<i4", count=3))
@@ -62,14 +72,11 @@ def parse_weights(data: bytes, source: str = "<weights>") -> tuple[WeightsHeader
     seen = int(np.frombuffer(data, dtype=dtype, count=1, offset=12)[0])
     header = WeightsHeader(major, minor, revision, seen)
     payload = data[header.nbytes :]
-    if len(payload) % 4:
-        raise DarknetWeightsError(
-            f"{source}: {len(payload)} bytes after the {header.nbytes}-byte header is not a whole number of float32"
-        )
-    return header, np.frombuffer(payload, dtype="<f4").astype(np.float32)
+    whole = len(payload) // 4 * 4
+    return WeightsFile(header, np.frombuffer(payload[:whole], dtype="<f4").astype(np.float32), len(data))
 
 
-def read_weights(path: str | Path) -> tuple[WeightsHeader, np.ndarray]:
+def read_weights(path: str | Path) -> WeightsFile:
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -97,17 +104,18 @@ def expected_floats(model: DarknetModel) -> int:
 
 
 @torch.no_grad()
-def load_weights_into(model: DarknetModel, header: WeightsHeader, values: np.ndarray, source: str) -> None:
+def load_weights_into(model: DarknetModel, weights: WeightsFile, source: str) -> None:
     """Copy a ``.weights`` payload into ``model``; the size must match the cfg exactly."""
     need = expected_floats(model)
-    if values.size != need:
-        have_bytes = header.nbytes + 4 * values.size
-        need_bytes = header.nbytes + 4 * need
-        what = "truncated" if values.size < need else "longer than the cfg needs"
+    need_bytes = weights.header.nbytes + 4 * need
+    if weights.nbytes != need_bytes:
+        what = "truncated" if weights.nbytes < need_bytes else "longer than the cfg needs"
         raise DarknetWeightsError(
-            f"{source}: {have_bytes} bytes ({values.size} floats after the header) but {model.cfg.source} "
-            f"needs {need_bytes} bytes ({need} floats): the file is {what}, or is for another cfg / classes"
+            f"{source}: {weights.nbytes} bytes but {model.cfg.source} needs {need_bytes} bytes "
+            f"({weights.header.nbytes}-byte header + {need} float32): the file is {what}, "
+            "or is for another cfg / classes"
         )
+    values = weights.values
     offset = 0
     for _, tensors in _conv_tensors(model):
         for tensor in tensors:
@@ -117,9 +125,9 @@ def load_weights_into(model: DarknetModel, header: WeightsHeader, values: np.nda
 
 
 def load_darknet_weights(model: DarknetModel, path: str | Path) -> WeightsHeader:
-    header, values = read_weights(path)
-    load_weights_into(model, header, values, str(path))
-    return header
+    weights = read_weights(path)
+    load_weights_into(model, weights, str(path))
+    return weights.header
 
 
 @torch.no_grad()
