@@ -12,8 +12,9 @@ from torch import nn
 
 from stopsign.train.model.modules import fuse_conv_bn
 
-# Darknet's batch norm: (x - mean) / sqrt(variance + .00001).
-DARKNET_BN_EPS = 1e-5
+# Batch-norm epsilon: OpenCV's Darknet reader (the parity reference) divides by
+# sqrt(variance + 1e-6); it matters only for channels whose rolling variance is tiny.
+DARKNET_BN_EPS = 1e-6
 # Darknet's leaky activation slope.
 LEAKY_SLOPE = 0.1
 
@@ -106,7 +107,7 @@ class DarknetMaxPool(nn.Module):
         return (n + self.padding - self.size) // self.stride + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
+        h, w = (int(v) for v in x.shape[-2:])  # fixed by the input size, constants in an export
         before = self.padding // 2
         pads = []
         for n in (w, h):  # F.pad order: last dim first
@@ -169,6 +170,7 @@ class DarknetHead(nn.Module):
         pixels = torch.tensor(anchors, dtype=torch.float32).view(self.nl, self.na, 2)
         self.register_buffer("anchors", pixels / stride.view(-1, 1, 1))
         self.register_buffer("stride", stride, persistent=False)
+        self.stride_values = [float(v) for v in strides]  # python numbers: constants in an export
         self.scale_x_y = list(scale_x_y)
         self.new_coords = list(new_coords)
         self.export = False
@@ -186,12 +188,12 @@ class DarknetHead(nn.Module):
     def _decode(self, x: torch.Tensor, level: int) -> torch.Tensor:
         bs, na, ny, nx, no = x.shape
         s = self.scale_x_y[level]
-        stride = float(self.stride[level])
+        stride = self.stride_values[level]
         ys = torch.arange(ny, device=x.device, dtype=x.dtype)
         xs = torch.arange(nx, device=x.device, dtype=x.dtype)
         gy, gx = torch.meshgrid(ys, xs, indexing="ij")
         grid = torch.stack((gx, gy), dim=-1).view(1, 1, ny, nx, 2)
-        anchor_wh = (self.anchors[level] * self.stride[level]).to(x.dtype).view(1, na, 1, 1, 2)
+        anchor_wh = (self.anchors[level] * stride).to(x.dtype).view(1, na, 1, 1, 2)
         if self.new_coords[level]:
             xy = (x[..., 0:2] * s - 0.5 * (s - 1) + grid) * stride
             wh = (x[..., 2:4] * 2) ** 2 * anchor_wh

@@ -36,7 +36,8 @@ def test_round_trip_through_a_file(tmp_path: Path) -> None:
     header = load_darknet_weights(fresh, weights)
     assert header.seen == 12345 and header.seen_is_64bit
     for (key, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
-        assert torch.equal(a, b), key
+        if not key.endswith("num_batches_tracked"):  # a training counter, not in the file
+            assert torch.equal(a, b), key
     assert weights_bytes(fresh, header) == weights.read_bytes()
     assert weights.stat().st_size == 20 + 4 * expected_floats(model)
 
