@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from stopsign.edge.artifacts import atomic_write_text
+from stopsign.edge.letterbox import RESIZE_MODES
 
 SPEC_VERSION = 1
 ONNX_METADATA_KEY = "stopsign.model_spec"
@@ -30,7 +31,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 COLOR_ORDERS = ("RGB", "BGR")
 # How a frame becomes the network input: "letterbox" keeps the aspect ratio and pads (YOLOv5);
 # "stretch" resizes to the input size ignoring it (Darknet, unless its cfg says letter_box=1).
-RESIZE_MODES = ("letterbox", "stretch")
+# (RESIZE_MODES lives in stopsign.edge.letterbox, which implements both modes.)
 
 
 class ModelSpecError(ValueError):

@@ -11,7 +11,6 @@ relative (box in pixels, objectness; the class scores OpenCV keeps are objectnes
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import cv2
@@ -22,9 +21,7 @@ import pytest
 from stopsign.edge.onnx_meta import read_spec_from_onnx
 from stopsign.export.cli import main as export_main
 from stopsign.train.darknet.import_cmd import import_darknet
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.train.darknet.conftest import write_darknet_files  # noqa: E402
+from tests.train.darknet.conftest import write_darknet_files
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = 128
