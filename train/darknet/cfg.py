@@ -289,6 +289,20 @@ def with_classes(cfg: DarknetCfg, nc: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def with_net_options(cfg: DarknetCfg, options: dict[str, str | int]) -> str:
+    """The cfg text with these ``[net]`` options set (replaced where written, else added)."""
+    lines = cfg.text.splitlines()
+    added = []
+    for key, value in options.items():
+        if key in cfg.net.option_lines:
+            lines[cfg.net.option_lines[key] - 1] = f"{key}={value}"
+        else:
+            added.append(f"{key}={value}")
+    if added:
+        lines[cfg.net.line - 1] += "\n" + "\n".join(added)
+    return "\n".join(lines) + "\n"
+
+
 def parse_cfg(text: str, source: str = "<cfg>") -> DarknetCfg:
     """Parse cfg text; checks section kinds and option names (values are checked by the builder)."""
     sections: list[Section] = []

@@ -185,6 +185,27 @@ class DarknetHead(nn.Module):
         decoded = torch.cat([self._decode(m, level) for level, m in enumerate(maps)], dim=1)
         return decoded if self.export else (decoded, maps)
 
+    @property
+    def reaches_neighbours(self) -> bool:
+        """True when every level's centre can reach half a cell into the neighbours (scale_x_y >= 2),
+        so the trainer may also assign targets to neighbouring cells as YOLOv5 does."""
+        return all(s >= 2.0 for s in self.scale_x_y)
+
+    def box_in_cell(
+        self, logits: torch.Tensor, anchor_wh: torch.Tensor, level: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training-time decode of picked rows (m, 4) -> xy from the cell corner and wh, in grid
+        units (``anchor_wh`` in grid units too): the inference decode, before the grid and stride.
+        ``exp`` is clamped (e^6 = 403x the anchor) so an early wild logit cannot overflow."""
+        if self.new_coords[level]:
+            raise NotImplementedError(
+                "training a new_coords=1 yolo layer (logistic outputs) is not supported"
+            )
+        s = self.scale_x_y[level]
+        xy = logits[:, :2].sigmoid() * s - 0.5 * (s - 1)
+        wh = torch.exp(logits[:, 2:4].clamp(max=6.0)) * anchor_wh
+        return xy, wh
+
     def _decode(self, x: torch.Tensor, level: int) -> torch.Tensor:
         bs, na, ny, nx, no = x.shape
         s = self.scale_x_y[level]

@@ -10,6 +10,7 @@ the cfg travels with the checkpoint (and as ``model.cfg`` beside it).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -249,6 +250,19 @@ class DarknetModel(nn.Module):
             [level.new_coords for level in levels],
         )
         self.yaml = {"name": name, "nc": nc_cfg, DARKNET_KEY: parsed.text}
+        self._initialize_biases()
+
+    @torch.no_grad()
+    def _initialize_biases(self) -> None:
+        """YOLOv5's priors on the convolutions feeding the yolo layers (a random start trains
+        faster with them; imported weights overwrite them): ~8 objects per 640x640 image, 0.6/nc."""
+        for level, index in enumerate(self.yolo_layers):
+            feeder = self.layers[index - 1]
+            if not isinstance(feeder, DarknetConv) or feeder.conv.bias is None or self.head.new_coords[level]:
+                continue
+            bias = feeder.conv.bias.view(self.head.na, -1)
+            bias[:, 4] += math.log(8 / (640 / float(self.head.stride[level])) ** 2)
+            bias[:, 5 : 5 + self.nc] += math.log(0.6 / (self.nc - 0.99999))
 
     def _needed_outputs(self) -> set[int]:
         needed = set(self.yolo_layers)
