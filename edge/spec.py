@@ -146,6 +146,10 @@ class ModelSpec:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        if data["resize"] == "letterbox":
+            # The default is left out, so a letterbox spec is the JSON it was before the field
+            # existed: runtimes already on cars (which refuse unknown keys) still read it.
+            del data["resize"]
         data["input_size"] = list(self.input_size)
         data["strides"] = list(self.strides)
         data["anchors"] = [list(row) for row in self.anchors]

@@ -73,7 +73,10 @@ def test_preprocessor_and_batcher_decode_into_source_pixels() -> None:
 
 def test_old_specs_read_as_letterbox_and_bad_values_fail() -> None:
     data = json.loads(SPEC.to_json())
+    assert data["resize"] == "stretch"
     del data["resize"]
     assert ModelSpec.from_dict(data).resize == "letterbox"
+    # A letterbox spec is written without the field: older runtimes (unknown keys are errors) read it.
+    assert "resize" not in json.loads(SPEC.replace(resize="letterbox").to_json())
     with pytest.raises(ModelSpecError, match=r"ModelSpec\.resize: must be one of"):
         SPEC.replace(resize="fit")

@@ -46,7 +46,8 @@ def test_letter_box_cfg_gives_a_letterbox_spec(tmp_path: Path) -> None:
     cfg.write_text(cfg.read_text().replace("channels=3", "channels=3\nletter_box=1"))
     assert main(["import-darknet", str(cfg), str(weights), "--out", str(tmp_path / "c")]) == 0
     spec = json.loads((tmp_path / "c" / "spec.json").read_text())
-    assert spec["resize"] == "letterbox" and spec["class_names"] == ["class0"]
+    assert "resize" not in spec and spec["class_names"] == ["class0"]  # letterbox: the default
+    assert load_checkpoint(tmp_path / "c").spec.resize == "letterbox"
 
 
 def test_truncated_weights_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
