@@ -26,7 +26,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def darknet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """(cfg, weights, onnx) of a random yolov4-tiny for one class, imported and exported."""
+    """(cfg, weights, onnx) of a random yolov4-tiny for one class, imported and exported
+    (the checkpoint folder is ``onnx.parent / "ckpt"``)."""
     root = tmp_path_factory.mktemp("darknet")
     cfg, weights, _ = write_darknet_files(root / "dn", "yolov4-tiny", nc=1, size=SIZE, seed=5)
     names = root / "obj.names"
@@ -102,3 +103,23 @@ def test_recorded_drive_video(darknet, tmp_path: Path) -> None:
         assert 0 <= x1 <= x2 and 0 <= y1 <= y2
         if width and height:
             assert x2 <= width and y2 <= height
+
+
+def test_torch_backend_runs_the_checkpoint_folder_like_the_onnx(darknet, tmp_path: Path) -> None:
+    _, _, onnx_path = darknet
+    images = stills(tmp_path / "stills")
+    results = {}
+    for backend, model in (("onnxruntime", onnx_path), ("torch", onnx_path.parent / "ckpt")):
+        dets_path = tmp_path / f"{backend}.jsonl"
+        code = main(
+            ["--source", str(tmp_path / "stills"), "--model", str(model), "--backend", backend,
+             "--conf", "0.05", "--detections", str(dets_path), "--events", str(tmp_path / "e.jsonl")]
+        )  # fmt: skip
+        assert code == 0, backend
+        results[backend] = read_jsonl(dets_path)
+    assert len(results["torch"]) == len(images)
+    for a, b in zip(results["onnxruntime"], results["torch"]):
+        assert len(a["detections"]) == len(b["detections"]) > 0
+        for da, db in zip(a["detections"], b["detections"]):
+            np.testing.assert_allclose(da["xyxy"], db["xyxy"], rtol=1e-3, atol=0.05)
+            assert da["score"] == pytest.approx(db["score"], rel=1e-3)
