@@ -32,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--out", type=Path, required=True, help="output folder")
     size = sel.add_mutually_exclusive_group()
     size.add_argument("--img", type=int, nargs="+", metavar="PX", help="input size: H [W] (default 416)")
-    size.add_argument("--model", type=Path, help="take input size and pad value from this ONNX's ModelSpec")
+    size.add_argument(
+        "--model", type=Path, help="take input size, pad value and resize mode from this ONNX's ModelSpec"
+    )
     sel.add_argument("--seed", type=int, default=0)
     sel.add_argument(
         "--skip-unreadable", action="store_true", help="skip undecodable images instead of failing"
