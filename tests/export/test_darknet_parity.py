@@ -21,7 +21,7 @@ import pytest
 from stopsign.edge.onnx_meta import read_spec_from_onnx
 from stopsign.export.cli import main as export_main
 from stopsign.train.darknet.import_cmd import import_darknet
-from tests.train.darknet.conftest import write_darknet_files
+from tests.train.darknet.helpers import write_darknet_files
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = 128

@@ -13,7 +13,7 @@ import pytest
 from stopsign.edge.cli.detect import main
 from stopsign.export.cli import main as export_main
 from stopsign.train.darknet.import_cmd import import_darknet
-from tests.train.darknet.conftest import write_darknet_files
+from tests.train.darknet.helpers import write_darknet_files
 
 REPO = Path(__file__).resolve().parents[3]
 DRIVE = REPO / "samples" / "drives" / "day_approach"

@@ -9,7 +9,7 @@ import torch
 
 from stopsign.train.darknet.cfg import DarknetCfgError, load_cfg, parse_cfg, with_classes
 from stopsign.train.darknet.model import DarknetModel
-from tests.train.darknet.conftest import FAMILIES, shipped_cfg
+from tests.train.darknet.helpers import FAMILIES, shipped_cfg
 
 # (layers, conv layers, yolo strides) of the published networks.
 SHAPES = {

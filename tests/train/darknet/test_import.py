@@ -11,7 +11,7 @@ import torch
 from stopsign.train.checkpoint import load_checkpoint
 from stopsign.train.cli import main
 from stopsign.train.darknet.model import DarknetModel
-from tests.train.darknet.conftest import write_darknet_files
+from tests.train.darknet.helpers import write_darknet_files
 
 
 def test_import_writes_a_checkpoint_that_computes_the_same(

@@ -11,7 +11,7 @@ import torch
 from stopsign.train.checkpoint import load_checkpoint
 from stopsign.train.cli import main
 from stopsign.train.weights import build_initial_model
-from tests.train.darknet.conftest import write_darknet_files
+from tests.train.darknet.helpers import write_darknet_files
 
 
 def test_info_lists_darknet_layers(capsys: pytest.CaptureFixture) -> None:

@@ -17,7 +17,7 @@ from stopsign.train.darknet.weights import (
     parse_weights,
     weights_bytes,
 )
-from tests.train.darknet.conftest import write_darknet_files
+from tests.train.darknet.helpers import write_darknet_files
 
 
 @pytest.mark.parametrize(("major", "minor", "seen_bytes"), [(0, 1, 4), (0, 2, 8), (1, 0, 8), (0, 0, 4)])

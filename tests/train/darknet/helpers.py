@@ -1,11 +1,11 @@
-"""Helpers for the Darknet tests: small cfgs and seeded random ``.weights`` files the tests write."""
+"""Helpers for the Darknet tests (here and in tests/edge, tests/export, tests/calibration): the
+shipped cfgs at small sizes, and seeded random ``.weights`` files the tests write themselves."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from torch import nn
 
@@ -86,6 +86,13 @@ def write_darknet_files(
     return cfg, weights, model
 
 
-@pytest.fixture
-def tiny_files(tmp_path: Path) -> tuple[Path, Path, DarknetModel]:
-    return write_darknet_files(tmp_path / "darknet", "yolov4-tiny", nc=2, size=96)
+def darknet_onnx(folder: Path, family: str = "yolov4-tiny", size: int = 128, seed: int = 5) -> Path:
+    """A random one-class Darknet model imported (``folder/ckpt``) and exported (``folder/<family>.onnx``)."""
+    from stopsign.export.onnx_export import export_checkpoint
+    from stopsign.train.darknet.import_cmd import import_darknet
+
+    cfg, weights, _ = write_darknet_files(folder / "dn", family, nc=1, size=size, seed=seed)
+    names = folder / "obj.names"
+    names.write_text("stop_sign\n")
+    checkpoint = import_darknet(cfg, weights, folder / "ckpt", names)
+    return export_checkpoint(checkpoint, folder / f"{family}.onnx", size)
