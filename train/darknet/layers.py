@@ -107,8 +107,16 @@ class DarknetMaxPool(nn.Module):
         return (n + self.padding - self.size) // self.stride + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = (int(v) for v in x.shape[-2:])  # fixed by the input size, constants in an export
         before = self.padding // 2
+        if self.stride == 1:  # output size = input size + padding - size + 1: pads known up front
+            after = self.padding - before
+            if self.padding:
+                x = F.pad(x, [before, after, before, after], value=float("-inf"))
+            return F.max_pool2d(x, self.size, 1)
+        if before == 0 and self.padding == self.stride - 1:
+            # (n + stride - 1 - size) // stride + 1 cells, a partial last window: ceil mode (2x2 s2)
+            return F.max_pool2d(x, self.size, self.stride, ceil_mode=True)
+        h, w = (int(v) for v in x.shape[-2:])  # the general case; fixed by the input size
         pads = []
         for n in (w, h):  # F.pad order: last dim first
             after = (self.out_size(n) - 1) * self.stride + self.size - n - before

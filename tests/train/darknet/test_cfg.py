@@ -137,3 +137,24 @@ def test_maxpool_stride_one_keeps_size_and_spp_is_centred() -> None:
     assert spp.shape == x.shape and spp[0, 0, 0, 0] == 10  # rows/cols 0..2 around (0, 0)
     half = DarknetMaxPool(2, 2, 1)(x)
     assert half.shape == (1, 1, 2, 2) and half[0, 0, 0, 0] == 5
+
+
+@pytest.mark.parametrize(
+    ("size", "stride", "padding"), [(2, 2, 1), (3, 2, 2), (2, 2, 0), (3, 1, 2), (2, 1, 1)]
+)
+@pytest.mark.parametrize("n", [5, 6, 7])
+def test_maxpool_fast_paths_equal_the_general_geometry(size: int, stride: int, padding: int, n: int) -> None:
+    from stopsign.train.darknet.layers import DarknetMaxPool
+
+    pool = DarknetMaxPool(size, stride, padding)
+    x = torch.randn(1, 2, n, n + 1)
+    before = padding // 2
+    expected = torch.full((1, 2, pool.out_size(n), pool.out_size(n + 1)), float("-inf"))
+    for i in range(
+        expected.shape[2]
+    ):  # Darknet's loop: window from i * stride - before, padded cells skipped
+        for j in range(expected.shape[3]):
+            y0, x0 = i * stride - before, j * stride - before
+            window = x[..., max(y0, 0) : y0 + size, max(x0, 0) : x0 + size]
+            expected[..., i, j] = window.amax(dim=(-2, -1))
+    torch.testing.assert_close(pool(x), expected)
