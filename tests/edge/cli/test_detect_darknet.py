@@ -24,16 +24,38 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-@pytest.fixture(scope="module")
-def darknet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """(cfg, weights, onnx) of a random yolov4-tiny for one class, imported and exported
-    (the checkpoint folder is ``onnx.parent / "ckpt"``)."""
-    root = tmp_path_factory.mktemp("darknet")
-    cfg, weights, _ = write_darknet_files(root / "dn", "yolov4-tiny", nc=1, size=SIZE, seed=5)
+FAMILIES = [
+    "yolov4-tiny",
+    "yolov4-tiny-3l",
+    "yolov3-tiny",
+    pytest.param("yolov3", marks=pytest.mark.slow),
+    pytest.param("yolov4", marks=pytest.mark.slow),
+]
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def darknet(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path, Path]:
+    """(cfg, weights, onnx) of a random Darknet model for one class, imported and exported (the
+    checkpoint folder is ``onnx.parent / "ckpt"``). Batch norms are calibrated on the stills and
+    a frame of the drive, so the deep families stay finite on them."""
+    family = request.param
+    root = tmp_path_factory.mktemp(family)
+    frames = list(stills(root / "calibration").values())
+    capture = cv2.VideoCapture(str(DRIVE / "video.mp4"))
+    ok, frame = capture.read()
+    capture.release()
+    if ok:
+        frames.append(frame)
+    calibration = cv2.dnn.blobFromImages(frames, 1 / 255.0, (SIZE, SIZE), swapRB=True, crop=False)
+    cfg, weights, _ = write_darknet_files(
+        root / "dn", family, nc=1, size=SIZE, seed=5, calibration=calibration
+    )
     names = root / "obj.names"
     names.write_text("stop_sign\n")
     checkpoint = import_darknet(cfg, weights, root / "ckpt", names)
-    onnx_path = root / "yolov4-tiny.onnx"
+    onnx_path = root / f"{family}.onnx"
     assert (
         export_main(["onnx", "--weights", str(checkpoint), "--img", str(SIZE), "--out", str(onnx_path)]) == 0
     )
