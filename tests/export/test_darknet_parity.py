@@ -28,11 +28,14 @@ SIZE = 128
 RTOL = 1e-3
 NC = 2
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(getattr(cv2, "dnn", None), "readNetFromDarknet"),
-    reason=f"OpenCV {cv2.__version__} has no cv2.dnn.readNetFromDarknet (OpenCV 5 dropped it; "
-    "pip install 'opencv-python-headless>=4.8,<5', as the dev extra pins)",
-)
+pytestmark = [
+    pytest.mark.shared_data,
+    pytest.mark.skipif(
+        not hasattr(getattr(cv2, "dnn", None), "readNetFromDarknet"),
+        reason=f"OpenCV {cv2.__version__} has no cv2.dnn.readNetFromDarknet (OpenCV 5 dropped it; "
+        "pip install 'opencv-python-headless>=4.8,<5', as the dev extra pins)",
+    ),
+]
 
 
 def photos(n: int = 3) -> list[np.ndarray]:
