@@ -11,6 +11,7 @@ relative (box in pixels, objectness; the class scores OpenCV keeps are objectnes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -69,7 +70,7 @@ def our_levels(rows: np.ndarray, strides: tuple[int, ...], na: int) -> list[np.n
     return out
 
 
-def check_family(family: str, tmp_path: Path) -> None:
+def check_family(family: str, tmp_path: Path, edit: Callable[[str], str] | None = None) -> None:
     images = photos()
     # Darknet stretches each photo to the input; blobFromImages does the same (crop=False).
     blobs = cv2.dnn.blobFromImages(images, 1 / 255.0, (SIZE, SIZE), swapRB=True, crop=False)
@@ -127,6 +128,16 @@ def check_family(family: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("family", ["yolov4-tiny", "yolov4-tiny-3l", "yolov3-tiny"])
 def test_tiny_families_match_opencv(family: str, tmp_path: Path) -> None:
     check_family(family, tmp_path)
+
+
+def test_new_coords_and_scale_x_y_2_match_opencv(tmp_path: Path) -> None:
+    """The scaled-YOLOv4 decode: logistic head convolutions, new_coords=1, scale_x_y=2."""
+
+    def edit(text: str) -> str:
+        text = text.replace("activation=linear", "activation=logistic")
+        return text.replace("scale_x_y=1.05", "scale_x_y=2.0\nnew_coords=1")
+
+    check_family("yolov4-tiny", tmp_path, edit)
 
 
 @pytest.mark.slow

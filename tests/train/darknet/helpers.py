@@ -3,6 +3,7 @@ shipped cfgs at small sizes, and seeded random ``.weights`` files the tests writ
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -75,11 +76,14 @@ def write_darknet_files(
     seed: int = 0,
     header: WeightsHeader | None = None,
     calibration: np.ndarray | None = None,
+    edit: Callable[[str], str] | None = None,
 ) -> tuple[Path, Path, DarknetModel]:
-    """``<family>.cfg`` and ``<family>.weights`` (random, seeded) in ``folder``; also the model."""
+    """``<family>.cfg`` (the shipped one, through ``edit`` when given) and ``<family>.weights``
+    (random, seeded) in ``folder``; also the model."""
     folder.mkdir(parents=True, exist_ok=True)
     cfg = folder / f"{family}.cfg"
-    cfg.write_text(shipped_cfg(family, nc, size), encoding="utf-8")
+    text = shipped_cfg(family, nc, size)
+    cfg.write_text(edit(text) if edit else text, encoding="utf-8")
     model = randomize(DarknetModel(cfg), seed, calibration)
     weights = folder / f"{family}.weights"
     weights.write_bytes(weights_bytes(model, header or WeightsHeader(0, 2, 5, 12345)))
