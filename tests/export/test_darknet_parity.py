@@ -16,6 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -75,7 +76,7 @@ def check_family(family: str, tmp_path: Path, edit: Callable[[str], str] | None 
     # Darknet stretches each photo to the input; blobFromImages does the same (crop=False).
     blobs = cv2.dnn.blobFromImages(images, 1 / 255.0, (SIZE, SIZE), swapRB=True, crop=False)
     cfg, weights, _ = write_darknet_files(
-        tmp_path / "dn", family, nc=NC, size=SIZE, seed=7, calibration=blobs
+        tmp_path / "dn", family, nc=NC, size=SIZE, seed=7, calibration=blobs, edit=edit
     )
     checkpoint = import_darknet(cfg, weights, tmp_path / "ckpt")
     onnx_path = tmp_path / "m.onnx"
@@ -138,6 +139,8 @@ def test_new_coords_and_scale_x_y_2_match_opencv(tmp_path: Path) -> None:
         return text.replace("scale_x_y=1.05", "scale_x_y=2.0\nnew_coords=1")
 
     check_family("yolov4-tiny", tmp_path, edit)
+    onnx_ops = {node.op_type for node in onnx.load(str(tmp_path / "m.onnx")).graph.node}
+    assert "Exp" not in onnx_ops  # the new_coords decode, not the default one
 
 
 @pytest.mark.slow
