@@ -30,6 +30,7 @@ from tqdm import tqdm
 from stopsign.calibration.dataset import ImageEntry, scan_data
 from stopsign.calibration.metrics import ImageResult, summarize
 from stopsign.edge.backends.base import BackendOptions, resolve_backend
+from stopsign.edge.letterbox import compute_transform
 from stopsign.edge.postprocess import box_iou
 from stopsign.edge.preprocess import FrameBatcher
 from stopsign.edge.tiles import TileConfig
@@ -119,10 +120,12 @@ def evaluate(
         results.append(ImageResult(dets.xyxy, dets.score, gt, entry.role))
         keep = dets.score >= threshold
         found = matched_ground_truth(dets.xyxy[keep], dets.score[keep], gt)
-        scale = min(spec.input_size[0] / height, spec.input_size[1] / width)
+        transform, _ = compute_transform((height, width), spec.input_size, resize=spec.resize)
+        scale_x, scale_y = transform.scale_xy  # one scale when letterboxed, two when stretched
         for box, hit in zip(gt, found):
             side = float(max(box[2] - box[0], box[3] - box[1]))
-            by_input.add(_bucket(side * scale, INPUT_BUCKETS), bool(hit))
+            side_input = float(max((box[2] - box[0]) * scale_x, (box[3] - box[1]) * scale_y))
+            by_input.add(_bucket(side_input, INPUT_BUCKETS), bool(hit))
             by_frame.add(_bucket(side, FRAME_BUCKETS), bool(hit))
         if entry.role in fired:
             fired[entry.role][0] += 1

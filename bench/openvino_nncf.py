@@ -24,7 +24,7 @@ import numpy as np
 
 from stopsign.calibration.dataset import scan_data
 from stopsign.calibration.metrics import ImageResult, summarize
-from stopsign.edge.letterbox import letterbox, to_network_input
+from stopsign.edge.letterbox import resize_for_spec, to_network_input
 from stopsign.edge.onnx_meta import read_spec_from_onnx
 from stopsign.edge.preprocess import FrameBatcher
 from stopsign.train.data.layout import yolo_to_xyxy
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     random.Random(0).shuffle(entries)
     calibration = []
     for entry in entries[: args.calib]:
-        boxed, _ = letterbox(cv2.imread(str(entry.path)), spec.input_size, spec.pad_value)
+        boxed, _ = resize_for_spec(cv2.imread(str(entry.path)), spec)
         calibration.append(to_network_input(boxed, spec.scale, spec.color_order == "RGB"))
     core = ov.Core()
     fp32 = core.read_model(str(args.model))

@@ -18,7 +18,7 @@ import numpy as np
 
 from stopsign.calibration.errors import CalibrationError
 from stopsign.calibration.select import IMAGES_DIR, MANIFEST, MIN_CALIBRATION_IMAGES
-from stopsign.edge.letterbox import letterbox, to_network_input
+from stopsign.edge.letterbox import resize_for_spec, to_network_input
 from stopsign.edge.spec import ModelSpec
 from stopsign.train.data.layout import IMAGE_SUFFIXES
 
@@ -94,7 +94,7 @@ class CalibrationSet:
                 )
             boxed = image
         else:
-            boxed, _ = letterbox(image, self.spec.input_size, self.spec.pad_value)
+            boxed, _ = resize_for_spec(image, self.spec)
         return to_network_input(boxed, self.spec.scale, rgb=self.spec.color_order == "RGB")
 
     def batches(self, batch_size: int, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
@@ -111,6 +111,7 @@ def _files_from_manifest(manifest_path: Path, spec: ModelSpec) -> list[Path]:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         size = tuple(int(v) for v in manifest["input_size"])
         pad = int(manifest["pad_value"])
+        resize = str(manifest.get("resize", "letterbox"))  # sets made before the field: letterbox
         names = [str(record["file"]) for record in manifest["images"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CalibrationError(f"{manifest_path}: not a readable calibration manifest ({exc})") from None
@@ -122,6 +123,11 @@ def _files_from_manifest(manifest_path: Path, spec: ModelSpec) -> list[Path]:
     if pad != spec.pad_value:
         raise CalibrationError(
             f"{manifest_path}: pad value {pad} differs from the model's {spec.pad_value}; rerun `edge-calibrate select`"
+        )
+    if resize != spec.resize:
+        raise CalibrationError(
+            f"{manifest_path}: the set was made with resize {resize!r} but the model uses {spec.resize!r}; "
+            "rerun `edge-calibrate select --model MODEL`"
         )
     files = [manifest_path.parent / name for name in names]
     missing = [str(p) for p in files if not p.is_file()]

@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--out", type=Path, required=True, help="output folder")
     size = sel.add_mutually_exclusive_group()
     size.add_argument("--img", type=int, nargs="+", metavar="PX", help="input size: H [W] (default 416)")
-    size.add_argument("--model", type=Path, help="take input size and pad value from this ONNX's ModelSpec")
+    size.add_argument(
+        "--model", type=Path, help="take input size, pad value and resize mode from this ONNX's ModelSpec"
+    )
     sel.add_argument("--seed", type=int, default=0)
     sel.add_argument(
         "--skip-unreadable", action="store_true", help="skip undecodable images instead of failing"
@@ -131,14 +133,19 @@ def _select(args: argparse.Namespace) -> int:
         from stopsign.calibration.qdq import load_model_and_spec
 
         _, spec = load_model_and_spec(args.model)
-        size, pad = spec.input_size, spec.pad_value
+        size, pad, resize = spec.input_size, spec.pad_value, spec.resize
     else:
         img = args.img or [416]
         if len(img) > 2:
             raise CalibrationError(f"--img takes H or H W, got {img}")
-        size, pad = (img[0], img[-1]), 114
+        size, pad, resize = (img[0], img[-1]), 114, "letterbox"
     options = SelectOptions(
-        n=args.n, input_size=size, pad_value=pad, seed=args.seed, skip_unreadable=args.skip_unreadable
+        n=args.n,
+        input_size=size,
+        pad_value=pad,
+        resize=resize,
+        seed=args.seed,
+        skip_unreadable=args.skip_unreadable,
     )
     result = select_calibration_set(args.data, args.out, options)
     print(f"picked {len(result.picked)} of {result.available} images into {result.out}")

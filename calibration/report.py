@@ -29,7 +29,7 @@ from stopsign.calibration.errors import CalibrationError
 from stopsign.calibration.metrics import DetectionMetrics, ImageResult, summarize
 from stopsign.calibration.qdq import load_model_and_spec
 from stopsign.edge.artifacts import atomic_write_text, sha256_file
-from stopsign.edge.letterbox import letterbox, to_network_input
+from stopsign.edge.letterbox import resize_for_spec, to_network_input
 from stopsign.edge.onnx_meta import read_spec_from_onnx
 from stopsign.edge.postprocess import decode_yolov5
 from stopsign.edge.spec import ModelSpec, ModelSpecError
@@ -76,7 +76,7 @@ def evaluate_model(
             image = cv2.imread(str(entry.path), cv2.IMREAD_COLOR)
             if image is None:
                 raise CalibrationError(f"{entry.path}: unreadable validation image")
-            boxed, transform = letterbox(image, spec.input_size, spec.pad_value, out=buffer)
+            boxed, transform = resize_for_spec(image, spec, out=buffer)
             tensor = to_network_input(boxed, spec.scale, rgb=spec.color_order == "RGB")
             example = tensor.copy() if example is None else example
             raw = runner.infer(tensor)

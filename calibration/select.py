@@ -57,6 +57,7 @@ class SelectOptions:
     n: int = 500
     input_size: tuple[int, int] = (416, 416)
     pad_value: int = 114
+    resize: str = "letterbox"  # ModelSpec.resize of the model the set is for
     seed: int = 0
     far_max_px: float = 32.0
     near_min_px: float = 96.0
@@ -128,8 +129,9 @@ def measure(entry: ImageEntry, image: np.ndarray, options: SelectOptions) -> Can
     luma = float(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).mean())
     largest = 0.0
     if len(entry.boxes):
-        transform, _ = compute_transform((height, width), options.input_size)
-        sides = np.maximum(entry.boxes[:, 2] * width, entry.boxes[:, 3] * height) * transform.scale
+        transform, _ = compute_transform((height, width), options.input_size, resize=options.resize)
+        scale_x, scale_y = transform.scale_xy
+        sides = np.maximum(entry.boxes[:, 2] * width * scale_x, entry.boxes[:, 3] * height * scale_y)
         largest = float(sides.max())
     return Candidate(entry, luma, largest, size_bucket(largest, options), light_bucket(luma, options))
 
@@ -246,7 +248,7 @@ def _write(result: SelectResult, data: Path, options: SelectOptions) -> None:
         image = cv2.imread(str(cand.entry.path), cv2.IMREAD_COLOR)
         if image is None:  # changed on disk since it was measured
             raise CalibrationError(f"{cand.entry.path}: became unreadable while writing the calibration set")
-        boxed, _ = letterbox(image, options.input_size, options.pad_value, out=buffer)
+        boxed, _ = letterbox(image, options.input_size, options.pad_value, out=buffer, resize=options.resize)
         ok, encoded = cv2.imencode(".png", boxed)
         if not ok:
             raise CalibrationError(f"{cand.entry.path}: PNG encoding of the letterboxed image failed")
@@ -272,6 +274,7 @@ def _write(result: SelectResult, data: Path, options: SelectOptions) -> None:
         "options": {**asdict(options), "input_size": list(options.input_size)},
         "input_size": list(options.input_size),
         "pad_value": options.pad_value,
+        "resize": options.resize,
         "n_available": result.available,
         "n_selected": len(records),
         "unreadable_skipped": result.unreadable,

@@ -2,30 +2,55 @@
 
 The image is scaled to fit the network input keeping its aspect ratio, centred, and the border
 filled with ``pad_value``. :class:`LetterboxTransform` records how to map boxes back.
+
+``resize="stretch"`` (ModelSpec.resize of Darknet models) scales each axis to the input size
+instead, with no border: the same functions, a transform with ``scale_y != scale`` and no pad.
+:func:`resize_for_spec` picks the mode a ModelSpec asks for; every consumer goes through it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+if TYPE_CHECKING:
+    from stopsign.edge.spec import ModelSpec
+
+RESIZE_MODES = ("letterbox", "stretch")
+
 
 @dataclass(frozen=True)
 class LetterboxTransform:
-    """Maps between source-image pixels and network-input pixels: ``net = src * scale + pad``."""
+    """Maps between source-image pixels and network-input pixels: ``net = src * scale + pad``.
+
+    ``scale`` is the horizontal scale; ``scale_y`` the vertical one when it differs (stretch
+    resize), else None.
+    """
 
     scale: float
     pad_x: float
     pad_y: float
     source_size: tuple[int, int]  # (height, width) of the source image
+    scale_y: float | None = None
+
+    @property
+    def scale_xy(self) -> tuple[float, float]:
+        """(horizontal, vertical) scale from source to network pixels."""
+        return self.scale, self.scale if self.scale_y is None else self.scale_y
 
     def to_source(self, xyxy: np.ndarray) -> np.ndarray:
         """Network-input boxes (n, 4) -> source pixels, clipped to the source image. In place."""
+        sx, sy = self.scale_xy
         xyxy[:, [0, 2]] -= self.pad_x
         xyxy[:, [1, 3]] -= self.pad_y
-        xyxy /= self.scale
+        if sx == sy:
+            xyxy /= sx
+        else:
+            xyxy[:, [0, 2]] /= sx
+            xyxy[:, [1, 3]] /= sy
         h, w = self.source_size
         xyxy[:, 0].clip(0, w, out=xyxy[:, 0])
         xyxy[:, 2].clip(0, w, out=xyxy[:, 2])
@@ -35,20 +60,37 @@ class LetterboxTransform:
 
     def to_network(self, xyxy: np.ndarray) -> np.ndarray:
         """Source-pixel boxes (n, 4) -> network-input pixels (new array)."""
-        out = np.asarray(xyxy, dtype=np.float32) * self.scale
+        sx, sy = self.scale_xy
+        out = np.array(xyxy, dtype=np.float32)
+        out[:, [0, 2]] *= sx
+        out[:, [1, 3]] *= sy
         out[:, [0, 2]] += self.pad_x
         out[:, [1, 3]] += self.pad_y
         return out
 
 
 def compute_transform(
-    source_size: tuple[int, int], input_size: tuple[int, int], scale_up: bool = True
+    source_size: tuple[int, int],
+    input_size: tuple[int, int],
+    scale_up: bool = True,
+    resize: str = "letterbox",
 ) -> tuple[LetterboxTransform, tuple[int, int]]:
-    """Scale and padding for a source (h, w) into an input (h, w). Returns (transform, resized (h, w))."""
+    """Scale and padding for a source (h, w) into an input (h, w). Returns (transform, resized (h, w)).
+
+    ``resize="stretch"``: each axis scaled to the input, no padding, resized = input size
+    (``scale_up`` does not apply: Darknet always fills the input).
+    """
     src_h, src_w = source_size
     dst_h, dst_w = input_size
     if src_h <= 0 or src_w <= 0:
         raise ValueError(f"letterbox: source image has no pixels ({src_w}x{src_h})")
+    if resize == "stretch":
+        transform = LetterboxTransform(
+            scale=dst_w / src_w, pad_x=0.0, pad_y=0.0, source_size=(src_h, src_w), scale_y=dst_h / src_h
+        )
+        return transform, (dst_h, dst_w)
+    if resize != "letterbox":
+        raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
     scale = min(dst_h / src_h, dst_w / src_w)
     if not scale_up:
         scale = min(scale, 1.0)
@@ -69,6 +111,7 @@ def letterbox(
     pad_value: int = 114,
     out: np.ndarray | None = None,
     scale_up: bool = True,
+    resize: str = "letterbox",
 ) -> tuple[np.ndarray, LetterboxTransform]:
     """Letterbox a HxWx3 uint8 image into ``out`` (allocated when None) of shape (*input_size, 3).
 
@@ -82,7 +125,7 @@ def letterbox(
         out = np.empty((dst_h, dst_w, 3), dtype=np.uint8)
     elif out.shape != (dst_h, dst_w, 3):
         raise ValueError(f"letterbox: out buffer has shape {out.shape}, need {(dst_h, dst_w, 3)}")
-    transform, (new_h, new_w) = compute_transform(image.shape[:2], input_size, scale_up)
+    transform, (new_h, new_w) = compute_transform(image.shape[:2], input_size, scale_up, resize)
     top, left = int(transform.pad_y), int(transform.pad_x)
     bottom, right = top + new_h, left + new_w
     # Border only: rows above/below, then columns left/right of the image region.
@@ -98,6 +141,13 @@ def letterbox(
         # 0.4 ms here), a cost paid on every frame for an anti-aliasing the model does not need.
         region[...] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     return out, transform
+
+
+def resize_for_spec(
+    image: np.ndarray, spec: ModelSpec, out: np.ndarray | None = None
+) -> tuple[np.ndarray, LetterboxTransform]:
+    """:func:`letterbox` with the input size, pad value and resize mode of ``spec``."""
+    return letterbox(image, spec.input_size, spec.pad_value, out=out, resize=spec.resize)
 
 
 def to_network_input(

@@ -11,14 +11,15 @@ from __future__ import annotations
 import numpy as np
 
 from stopsign.edge.detections import Detections
-from stopsign.edge.letterbox import LetterboxTransform, compute_transform, letterbox, to_network_input
+from stopsign.edge.letterbox import LetterboxTransform, compute_transform, resize_for_spec, to_network_input
 from stopsign.edge.postprocess import decode_yolov5
 from stopsign.edge.spec import ModelSpec
 from stopsign.edge.tiles import Tile, TileConfig, merge, tile_to_frame
 
 
 class Preprocessor:
-    """Letterbox + scale into buffers allocated once: (H, W, 3) uint8 and (1, 3, H, W) float32.
+    """Letterbox (or stretch, as ``spec.resize`` says) + scale into buffers allocated once:
+    (H, W, 3) uint8 and (1, 3, H, W) float32.
 
     While the frame size stays the same, the border of the network input is already converted
     and only the image region is rescaled (at 16:9 that is ~55% of the input, 0.36 -> 0.16 ms at 416).
@@ -41,7 +42,7 @@ class Preprocessor:
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, LetterboxTransform]:
         spec = self.spec
-        _, transform = letterbox(image, spec.input_size, spec.pad_value, out=self.letterboxed)
+        _, transform = resize_for_spec(image, spec, out=self.letterboxed)
         rgb = spec.color_order == "RGB"
         if transform.source_size == self._source_size:
             rows, cols = self._region
@@ -49,7 +50,7 @@ class Preprocessor:
             to_network_input(self.letterboxed[rows, cols], spec.scale, rgb, out=out)
         else:
             to_network_input(self.letterboxed, spec.scale, rgb, out=self.network_input)
-            _, (new_h, new_w) = compute_transform(transform.source_size, spec.input_size)
+            _, (new_h, new_w) = compute_transform(transform.source_size, spec.input_size, resize=spec.resize)
             top, left = int(transform.pad_y), int(transform.pad_x)
             self._region = (slice(top, top + new_h), slice(left, left + new_w))
             self._source_size = transform.source_size

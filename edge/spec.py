@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from stopsign.edge.artifacts import atomic_write_text
+from stopsign.edge.letterbox import RESIZE_MODES
 
 SPEC_VERSION = 1
 ONNX_METADATA_KEY = "stopsign.model_spec"
@@ -28,6 +29,9 @@ DEFAULT_ANCHORS: tuple[tuple[float, ...], ...] = (
 OUTPUT_LAYOUTS = ("yolov5_raw", "efficient_nms")
 PRECISIONS = ("fp32", "fp16", "int8")
 COLOR_ORDERS = ("RGB", "BGR")
+# How a frame becomes the network input: "letterbox" keeps the aspect ratio and pads (YOLOv5);
+# "stretch" resizes to the input size ignoring it (Darknet, unless its cfg says letter_box=1).
+# (RESIZE_MODES lives in stopsign.edge.letterbox, which implements both modes.)
 
 
 class ModelSpecError(ValueError):
@@ -44,6 +48,9 @@ class ModelSpec:
         color_order: channel order the network expects ("RGB" for YOLOv5).
         scale: multiplier from uint8 pixel values to network input (1/255).
         pad_value: letterbox border value (114 for YOLOv5).
+        resize: "letterbox" (aspect kept, border of ``pad_value``) or "stretch" (each axis scaled
+            to the input size, no border: Darknet's default). Specs written before the field
+            existed read as "letterbox".
         strides: output strides in pixels, one per detection level.
         anchors: per level, anchor (w, h) pairs flattened, in input pixels.
         output_layout: "yolov5_raw" = (batch, n_anchors_total, 5 + nc): cx, cy, w, h in input
@@ -64,6 +71,7 @@ class ModelSpec:
     color_order: str = "RGB"
     scale: float = 1.0 / 255.0
     pad_value: int = 114
+    resize: str = "letterbox"
     strides: tuple[int, ...] = (8, 16, 32)
     anchors: tuple[tuple[float, ...], ...] = DEFAULT_ANCHORS
     output_layout: str = "yolov5_raw"
@@ -115,6 +123,8 @@ class ModelSpec:
             fail("anchors", "every level needs the same number of (w, h) pairs")
         if self.color_order not in COLOR_ORDERS:
             fail("color_order", f"must be one of {COLOR_ORDERS}, got {self.color_order!r}")
+        if self.resize not in RESIZE_MODES:
+            fail("resize", f"must be one of {RESIZE_MODES}, got {self.resize!r}")
         if self.output_layout not in OUTPUT_LAYOUTS:
             fail("output_layout", f"must be one of {OUTPUT_LAYOUTS}, got {self.output_layout!r}")
         if self.precision not in PRECISIONS:
@@ -136,6 +146,10 @@ class ModelSpec:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        if data["resize"] == "letterbox":
+            # The default is left out, so a letterbox spec is the JSON it was before the field
+            # existed: runtimes already on cars (which refuse unknown keys) still read it.
+            del data["resize"]
         data["input_size"] = list(self.input_size)
         data["strides"] = list(self.strides)
         data["anchors"] = [list(row) for row in self.anchors]

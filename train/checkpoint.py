@@ -5,7 +5,9 @@ Layout of a checkpoint folder::
     CKPT/
       weights.safetensors     model state dict (YOLOv5 key names), float32; during training the EMA
                               weights, which are the ones evaluated and exported
-      model.yaml              the model config it was built from (nc resolved)
+      model.yaml              the model config it was built from (nc resolved); for a Darknet model
+                              {name, nc, darknet_cfg: <the cfg text>}
+      model.cfg               Darknet models only: the same cfg text, as a file Darknet reads
       spec.json               ModelSpec; spec.weights_sha256 is the SHA-256 of weights.safetensors
       train_state.safetensors optional, for --resume: the raw optimised weights (model.<key>), the
                               EMA weights (ema.<key>) and the optimizer buffers (optimizer.<i>.<name>)
@@ -27,10 +29,11 @@ from safetensors.torch import save as st_save
 
 from stopsign.edge.artifacts import atomic_write_bytes, atomic_write_text, sha256_bytes
 from stopsign.edge.spec import ModelSpec, ModelSpecError
-from stopsign.train.model.yolo import YoloModel, dump_cfg, parse_cfg_text
+from stopsign.train.model.yolo import YoloModel, build_model, dump_cfg, parse_cfg_text
 
 WEIGHTS_FILE = "weights.safetensors"
 MODEL_YAML_FILE = "model.yaml"
+DARKNET_CFG_FILE = "model.cfg"
 SPEC_FILE = "spec.json"
 TRAIN_STATE_TENSORS = "train_state.safetensors"
 TRAIN_STATE_JSON = "train_state.json"
@@ -93,6 +96,11 @@ def save_checkpoint(
     weights = st_save(_contiguous_float(model.state_dict()))
     atomic_write_bytes(folder / WEIGHTS_FILE, weights)
     atomic_write_text(folder / MODEL_YAML_FILE, dump_cfg(model.yaml))
+    darknet_text = model.yaml.get("darknet_cfg")
+    if darknet_text:
+        atomic_write_text(folder / DARKNET_CFG_FILE, darknet_text)
+    else:
+        (folder / DARKNET_CFG_FILE).unlink(missing_ok=True)
     if train_state is not None:
         atomic_write_bytes(folder / TRAIN_STATE_TENSORS, st_save(_contiguous_float(train_state.tensors)))
         atomic_write_text(folder / TRAIN_STATE_JSON, json.dumps(train_state.meta, indent=2, default=str))
@@ -139,7 +147,10 @@ def load_checkpoint(
         )
     cfg = parse_cfg_text(_read(folder, MODEL_YAML_FILE).decode("utf-8"), str(folder / MODEL_YAML_FILE))
     cfg.setdefault("name", spec.architecture or "custom")
-    model = YoloModel(cfg, nc=len(spec.class_names))
+    try:
+        model = build_model(cfg, nc=len(spec.class_names))
+    except ValueError as exc:  # ModelConfigError, DarknetCfgError
+        raise CheckpointError(f"{folder / MODEL_YAML_FILE}: {exc}") from None
     model.name = spec.architecture or model.name
     try:
         state = st_load(weights)

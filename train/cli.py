@@ -12,7 +12,11 @@ import sys
 
 # (subcommand, module under stopsign.train, one-line help)
 SUBCOMMANDS: list[tuple[str, str, str]] = [
-    ("train", "stopsign.train.train_cmd", "train a YOLOv5 model (YOLOv5 train.py flags)"),
+    (
+        "train",
+        "stopsign.train.train_cmd",
+        "train a YOLOv5 model, or a Darknet .cfg one (YOLOv5 train.py flags)",
+    ),
     ("tune", "stopsign.train.tune_cmd", "hyper-parameter search with Optuna (one machine to a cluster)"),
     ("val", "stopsign.train.val_cmd", "evaluate a checkpoint: mAP, curves, operating threshold"),
     ("info", "stopsign.train.info", "layers, parameters and GFLOPs of a model config"),
@@ -20,6 +24,16 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
         "import-yolov5",
         "stopsign.train.import_yolov5",
         "convert an official pickled YOLOv5 checkpoint, safely",
+    ),
+    (
+        "import-darknet",
+        "stopsign.train.darknet.import_cmd",
+        "a Darknet (YOLOv3/v4) .cfg + .weights -> checkpoint folder",
+    ),
+    (
+        "export-darknet",
+        "stopsign.train.darknet.export_cmd",
+        "a checkpoint of a Darknet-cfg model -> .weights + .cfg for Darknet / OpenCV",
     ),
     (
         "import-onnx",

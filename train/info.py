@@ -9,27 +9,42 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from stopsign.train.model.yolo import ModelConfigError, YoloModel
+from stopsign.train.model.yolo import ModelConfigError, build_model
+
+
+def _layer_rows(model: torch.nn.Module) -> list[tuple[str, Any, torch.nn.Module]]:
+    """(FLOP-counter module name, 'from', layer) of a YOLOv5 model or a Darknet-cfg model."""
+    from stopsign.train.darknet.layers import Route, Shortcut
+    from stopsign.train.darknet.model import DarknetModel
+
+    if isinstance(model, DarknetModel):
+        rows = []
+        for index, layer in enumerate(model.layers):
+            frm: Any = layer.sources if isinstance(layer, Route) else -1
+            if isinstance(layer, Shortcut):
+                frm = [-1, layer.source]
+            rows.append((f"DarknetModel.layers.{index}", frm, layer))
+        return rows
+    return [(f"YoloModel.model.{index}", layer.f, layer) for index, layer in enumerate(model.model)]
 
 
 def model_info(cfg: str, nc: int | None, img: int) -> dict[str, Any]:
     """Per-layer and total parameters and GFLOPs (2 x multiply-accumulates) at ``img`` x ``img``."""
     if img <= 0 or img % 32:
         raise ValueError(f"--img must be a positive multiple of 32, got {img}")
-    model = YoloModel(cfg, nc=nc).eval()
+    model = build_model(cfg, nc=nc).eval()
     model.detect.export = True
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         model(torch.zeros(1, 3, img, img))
     flops_by_module = counter.get_flop_counts()
     layers = []
-    for index, layer in enumerate(model.model):
-        name = f"YoloModel.model.{index}"
+    for index, (name, frm, layer) in enumerate(_layer_rows(model)):
         flops = sum(flops_by_module.get(name, {}).values())
         layers.append(
             {
                 "index": index,
-                "from": layer.f,
+                "from": frm,
                 "module": type(layer).__name__
                 if not isinstance(layer, torch.nn.Sequential)
                 else "Sequential",
@@ -65,7 +80,9 @@ def format_table(info: dict[str, Any]) -> str:
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--cfg", default="yolov5n", help="model YAML path or shipped name (yolov5n, yolov5s, ...)"
+        "--cfg",
+        default="yolov5n",
+        help="model YAML path or shipped name (yolov5n, yolov5s, ...), or a Darknet .cfg (yolov4-tiny, ...)",
     )
     parser.add_argument(
         "--nc", type=int, default=None, help="number of classes (required for {num_classes} templates)"
@@ -77,7 +94,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         info = model_info(args.cfg, args.nc, args.img)
-    except (ModelConfigError, ValueError) as exc:
+    except (ModelConfigError, ValueError) as exc:  # DarknetCfgError is a ValueError
         print(f"edge-train info: {exc}")
         return 2
     print(json.dumps(info, indent=2) if args.json else format_table(info))

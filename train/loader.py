@@ -46,24 +46,40 @@ def _to_normalised(labels: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def _to_pixels(labels: np.ndarray, w: float, h: float, scale: float = 1.0, pad: tuple = (0, 0)) -> np.ndarray:
+def _to_pixels(
+    labels: np.ndarray, w: float, h: float, scale: float | tuple[float, float] = 1.0, pad: tuple = (0, 0)
+) -> np.ndarray:
     """(n, 5) ``cls cx cy w h`` normalised to an image of (w, h) -> ``cls x1 y1 x2 y2`` pixels, then
-    scaled by ``scale`` and shifted by ``pad`` (x, y)."""
+    scaled by ``scale`` (one number, or (x, y) for a stretch resize) and shifted by ``pad`` (x, y)."""
+    sx, sy = scale if isinstance(scale, tuple) else (scale, scale)
     out = np.empty_like(labels, dtype=np.float32)
     out[:, 0] = labels[:, 0]
-    out[:, 1] = (labels[:, 1] - labels[:, 3] / 2) * w * scale + pad[0]
-    out[:, 2] = (labels[:, 2] - labels[:, 4] / 2) * h * scale + pad[1]
-    out[:, 3] = (labels[:, 1] + labels[:, 3] / 2) * w * scale + pad[0]
-    out[:, 4] = (labels[:, 2] + labels[:, 4] / 2) * h * scale + pad[1]
+    out[:, 1] = (labels[:, 1] - labels[:, 3] / 2) * w * sx + pad[0]
+    out[:, 2] = (labels[:, 2] - labels[:, 4] / 2) * h * sy + pad[1]
+    out[:, 3] = (labels[:, 1] + labels[:, 3] / 2) * w * sx + pad[0]
+    out[:, 4] = (labels[:, 2] + labels[:, 4] / 2) * h * sy + pad[1]
     return out
 
 
 class YoloDataset(Dataset):
-    """Training (augmented) or validation (letterbox only) samples of one split."""
+    """Training (augmented) or validation (letterbox only) samples of one split.
 
-    def __init__(self, split: Split, store: ImageStore, size: int, hyp: Hyp, augment: bool, seed: int = 0):
+    ``resize``: how validation samples reach the input size, the ModelSpec.resize of the model
+    evaluated ("stretch" for an imported Darknet model); training always letterboxes.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        store: ImageStore,
+        size: int,
+        hyp: Hyp,
+        augment: bool,
+        seed: int = 0,
+        resize: str = "letterbox",
+    ):
         self.split, self.store, self.size, self.hyp = split, store, size, hyp
-        self.augment, self.seed = augment, seed
+        self.augment, self.seed, self.resize = augment, seed, resize
 
     def __len__(self) -> int:
         return len(self.split)
@@ -72,9 +88,9 @@ class YoloDataset(Dataset):
         """Image letterboxed to (size, size) and its labels as pixel ``cls x1 y1 x2 y2``."""
         image = self.store[index]
         h, w = image.shape[:2]
-        boxed, transform = letterbox(image, (self.size, self.size), augment.PAD_VALUE)
+        boxed, transform = letterbox(image, (self.size, self.size), augment.PAD_VALUE, resize=self.resize)
         labels = _to_pixels(
-            self.split.labels[index], w, h, transform.scale, (transform.pad_x, transform.pad_y)
+            self.split.labels[index], w, h, transform.scale_xy, (transform.pad_x, transform.pad_y)
         )
         return boxed, labels
 

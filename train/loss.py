@@ -20,6 +20,7 @@ References: YOLOv5 (Jocher et al., 2020); CIoU: Zheng et al., "Distance-IoU Loss
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -110,6 +111,18 @@ class LevelTargets:
     anchor_wh: torch.Tensor
 
 
+BoxDecoder = Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
+
+
+def yolov5_box(
+    logits: torch.Tensor, anchor_wh: torch.Tensor, level: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """YOLOv5's decode: xy in [-0.5, 1.5] cells around the cell corner, wh up to 4x the anchor."""
+    xy = logits[:, :2].sigmoid() * 2 - 0.5
+    wh = (logits[:, 2:4].sigmoid() * 2) ** 2 * anchor_wh
+    return xy, wh
+
+
 class YoloLoss:
     """Callable ``(per-level maps, targets (n, 6) image cls cx cy w h normalised) -> (loss, items)``.
 
@@ -117,14 +130,38 @@ class YoloLoss:
     ``items`` is the detached (box, obj, cls) triple for logging.
     """
 
-    def __init__(self, anchors: torch.Tensor, nc: int, hyp: Hyp, img: int):
-        """``anchors``: (levels, anchors per level, 2) in grid units of each level (Detect.anchors)."""
+    def __init__(
+        self,
+        anchors: torch.Tensor,
+        nc: int,
+        hyp: Hyp,
+        img: int,
+        strides: list[float] | None = None,
+        box_decoder: BoxDecoder | None = None,
+        neighbours: bool = True,
+    ):
+        """``anchors``: (levels, anchors per level, 2) in grid units of each level (Detect.anchors).
+
+        ``strides``: per level, when the levels are not in ascending stride order (Darknet's
+        yolov3 lists stride 32 first): the objectness balance follows the stride, not the index.
+        ``box_decoder``: ``(logits (m, 4), anchor_wh (m, 2), level) -> (xy, wh)`` in grid units
+        relative to the cell, the decode the model's head uses (YOLOv5's when None).
+        ``neighbours``: also assign each target to the two nearest neighbouring cells (YOLOv5);
+        only meaningful when the decode reaches half a cell beyond its own.
+        """
         self.anchors = anchors.detach()
         self.nl, self.na = anchors.shape[:2]
         self.nc = nc
         self.anchor_t = hyp.anchor_t
         self.gains = scaled_gains(hyp, self.nl, nc, img)
-        self.balance = _BALANCE.get(self.nl, _BALANCE_DEFAULT[: self.nl])
+        balance = _BALANCE.get(self.nl, _BALANCE_DEFAULT[: self.nl])
+        if strides is not None:  # rank by stride: the finest level gets the first weight
+            order = sorted(range(self.nl), key=lambda level: strides[level])
+            ranked = list(balance)
+            balance = tuple(ranked[order.index(level)] for level in range(self.nl))
+        self.balance = balance
+        self.box_decoder = box_decoder or yolov5_box
+        self.neighbours = neighbours
         self.gr = 1.0
         self.positive, self.negative = 1.0 - 0.5 * hyp.label_smoothing, 0.5 * hyp.label_smoothing
         device = anchors.device
@@ -136,7 +173,13 @@ class YoloLoss:
     @classmethod
     def for_model(cls, model: YoloModel, hyp: Hyp, img: int) -> YoloLoss:
         detect = model.detect
-        return cls(detect.anchors, detect.nc, hyp, img)
+        decoder = getattr(detect, "box_in_cell", None)  # Darknet heads decode their own way
+        if decoder is None:
+            return cls(detect.anchors, detect.nc, hyp, img)
+        strides = [float(s) for s in detect.stride.tolist()]
+        return cls(
+            detect.anchors, detect.nc, hyp, img, strides, decoder, neighbours=detect.reaches_neighbours
+        )
 
     def __call__(self, preds: list[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         device = preds[0].device
@@ -147,8 +190,7 @@ class YoloLoss:
             obj_target = torch.zeros(pred.shape[:4], dtype=pred.dtype, device=device)
             if len(t.image):
                 picked = pred[t.image, t.anchor, t.gy, t.gx]  # (m, 5 + nc)
-                xy = picked[:, :2].sigmoid() * 2 - 0.5
-                wh = (picked[:, 2:4].sigmoid() * 2) ** 2 * t.anchor_wh
+                xy, wh = self.box_decoder(picked[:, :4], t.anchor_wh, level)
                 iou = ciou(torch.cat((xy, wh), 1), t.box)
                 box_loss += (1.0 - iou).mean()
                 quality = iou.detach().clamp(0).to(obj_target.dtype)
@@ -195,6 +237,8 @@ class YoloLoss:
                     near_high[:, 1],
                 )
             )  # (5, m)
+            if not self.neighbours:
+                use[1:] = False
             shift = offsets[:, None, :].expand(5, len(gxy), 2)[use]
             anchor_id = anchor_id.expand(5, -1)[use]
             rows = rows.expand(5, -1, -1)[use]

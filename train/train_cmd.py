@@ -57,7 +57,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     add("--img", "--img-size", "--imgsz", dest="img", type=int, help="input size in pixels (default 416)")
     add("--batch", "--batch-size", dest="batch", type=int, help="total batch size (default 16)")
     add("--epochs", type=int, help="epochs (default 100)")
-    add("--cfg", help="model YAML or shipped name (default yolov5n; '' with --weights = its own YAML)")
+    add(
+        "--cfg",
+        help="model YAML or shipped name (default yolov5n; '' with --weights = its own YAML), "
+        "or a Darknet .cfg (yolov4-tiny.cfg, yolov4.cfg, yolov3-tiny.cfg, ... or your own)",
+    )
     add("--weights", help="initial checkpoint folder (ours or from import-yolov5); '' = random init")
     add("--name", help="run name under --project (default exp)")
     add("--project", help="runs folder (default runs/train)")

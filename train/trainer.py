@@ -43,7 +43,7 @@ from stopsign.train.devices import DistContext, resolve_device, seed_everything
 from stopsign.train.ema import ModelEMA
 from stopsign.train.loader import YoloDataset, build_loader
 from stopsign.train.loss import YoloLoss
-from stopsign.train.model.yolo import YoloModel
+from stopsign.train.model.yolo import build_model
 from stopsign.train.plots import plot_f1_curve, plot_pr_curve
 from stopsign.train.run_log import RunLog
 from stopsign.train.weights import build_initial_model
@@ -193,7 +193,7 @@ class Trainer:
             f"classes {self.data.names}"
         )
         if self.state is not None:
-            model = YoloModel(self.state.meta["model_yaml"], nc=self.data.nc)
+            model = build_model(self.state.meta["model_yaml"], nc=self.data.nc)
             model.name = self.state.meta.get("model_name", model.name)
             raw = {
                 k.removeprefix("model."): v for k, v in self.state.tensors.items() if k.startswith("model.")

@@ -91,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--img {img} must be a multiple of 32")
         device = resolve_device(args.device).device
         split = data.val if args.split == "val" else data.train
-        dataset = YoloDataset(split, ImageStore(split.images, img), img, Hyp(), augment=False)
+        dataset = YoloDataset(
+            split, ImageStore(split.images, img), img, Hyp(), augment=False, resize=checkpoint.spec.resize
+        )
         loader = build_loader(dataset, args.batch, args.workers, False, 0, device.type == "cuda")
         model = checkpoint.model.to(device)
         records, _, ms = evaluate.predict_and_match(model, loader, device, args.conf, args.iou)

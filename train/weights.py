@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stopsign.train.checkpoint import load_checkpoint
-from stopsign.train.model.yolo import YoloModel, resolve_cfg
+from stopsign.train.model.yolo import YoloModel, build_model, resolve_cfg
 
 
 def build_initial_model(cfg: str, weights: str, nc: int, log=print) -> YoloModel:
@@ -17,16 +17,16 @@ def build_initial_model(cfg: str, weights: str, nc: int, log=print) -> YoloModel
     if not cfg and not weights:
         raise ValueError("give --cfg (a model YAML or shipped name) or --weights (a checkpoint folder)")
     if not weights:
-        model = YoloModel(cfg, nc=nc)
+        model = build_model(cfg, nc=nc)
         log(f"model {model.name}: random initialisation, {model.num_parameters():,} parameters, nc={nc}")
         return model
     source = load_checkpoint(Path(weights))
     if cfg:
-        model = YoloModel(cfg, nc=nc)
+        model = build_model(cfg, nc=nc)
     else:
         yaml_cfg, _ = resolve_cfg(source.model.yaml)
         yaml_cfg["name"] = source.model.name
-        model = YoloModel(yaml_cfg, nc=nc)
+        model = build_model(yaml_cfg, nc=nc)
     target = model.state_dict()
     loaded, skipped = {}, []
     for key, value in source.model.state_dict().items():

@@ -242,7 +242,9 @@ class TorchBackend(Backend):
         from stopsign.edge.backends.torch_ops import Placement, decode_fixed, fill_padding, letterbox_into
 
         assert self.spec is not None
-        transform, (new_h, new_w) = compute_transform(source_hw, self.spec.input_size)
+        transform, (new_h, new_w) = compute_transform(
+            source_hw, self.spec.input_size, resize=self.spec.resize
+        )
         place = Placement(int(transform.pad_y), int(transform.pad_x), new_h, new_w)
         cuda = self._device.type == "cuda"
         host = torch.empty((*source_hw, 3), dtype=torch.uint8, pin_memory=cuda)

@@ -17,7 +17,7 @@ import numpy as np
 
 from stopsign.edge.backends.base import BackendOptions
 from stopsign.edge.backends.onnxruntime import OnnxRuntimeBackend
-from stopsign.edge.letterbox import letterbox, to_network_input
+from stopsign.edge.letterbox import resize_for_spec, to_network_input
 from stopsign.edge.postprocess import decode_yolov5
 from stopsign.train.data.hard_examples import mine_hard_examples
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = backend.load(args.model, None, BackendOptions())
 
     def detect(image: np.ndarray) -> np.ndarray:
-        boxed, transform = letterbox(image, spec.input_size)
+        boxed, transform = resize_for_spec(image, spec)
         return decode_yolov5(backend.infer(to_network_input(boxed)), args.conf, spec.nms_iou, transform).xyxy
 
     lines = [line.strip() for line in (args.data / "train.txt").read_text().splitlines() if line.strip()]

@@ -244,4 +244,11 @@ class YoloModel(nn.Module):
 
 
 def build_model(cfg: str | Path | dict[str, Any] = "yolov5n", nc: int | None = None) -> YoloModel:
+    """A YOLOv5 model from a YAML, or a Darknet model from a ``.cfg`` (path, shipped name such as
+    ``yolov4-tiny``, or a checkpoint's model.yaml holding ``darknet_cfg``); both offer the same
+    interface (``detect``, ``nc``, ``strides``, ``anchors_pixels()``, ``fuse()``, ``yaml``)."""
+    from stopsign.train.darknet.model import DarknetModel, is_darknet_cfg  # lazy: it imports modules
+
+    if is_darknet_cfg(cfg):
+        return DarknetModel(cfg, nc=nc)  # type: ignore[return-value]
     return YoloModel(cfg, nc=nc)
