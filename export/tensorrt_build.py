@@ -94,9 +94,9 @@ def build_engine(onnx_path: str | Path, out: str | Path, options: EngineBuildOpt
     The engine is written before the sidecar: a power cut in between leaves a sidecar whose
     engine_sha256 does not match, which the loader refuses (and ``--if-stale`` rebuilds).
     """
+    version = tensorrt_version()  # first: a clear TensorRTUnavailable where TensorRT is absent
     import tensorrt as trt
 
-    version = tensorrt_version()
     onnx_path, out = Path(onnx_path), Path(out)
     traits = inspect_onnx(onnx_path)
     plan = plan_build(

@@ -65,3 +65,12 @@ def test_engine_without_tensorrt_is_a_clear_error(fp32_onnx, tmp_path, capsys):
         tensorrt_version()
     assert main(["engine", str(fp32_onnx), "--out", str(tmp_path / "m.engine")]) == 1
     assert "tensorrt" in capsys.readouterr().err.lower()
+
+
+def test_engine_without_the_tensorrt_package_is_a_clear_error(fp32_onnx, tmp_path, capsys, monkeypatch):
+    """No tensorrt package at all (not even the stubs): the same clear error, not a traceback."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # what Python does for a missing package
+    assert main(["engine", str(fp32_onnx), "--out", str(tmp_path / "m.engine")]) == 1
+    assert "tensorrt is not installed" in capsys.readouterr().err
