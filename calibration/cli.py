@@ -2,7 +2,8 @@
 
     edge-calibrate select DATA --n 500 --img 416 --out calib/
     edge-calibrate qdq M.onnx --calib calib/ --method entropy --out M.int8.onnx [--keep-float NODE ...]
-    edge-calibrate openvino M.onnx --calib calib/ [--out M.openvino.xml]     # CPU INT8 (NNCF)
+    edge-calibrate openvino M.onnx --int8 M.int8.onnx [--out M.openvino.xml]   # CPU INT8 IR
+    edge-calibrate openvino M.onnx --calib calib/                              # the same by NNCF
     edge-calibrate report --model M.onnx --int8 M.int8.onnx [--fp16 M.fp16.onnx] --data DATA --out docs/int8.md
     edge-calibrate legacy-cache info CACHE [--model M.onnx]
 
@@ -59,7 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     ovq = sub.add_parser("openvino", help="CPU INT8 for OpenVINO (NNCF post-training quantisation)")
     ovq.add_argument("model", type=Path, help="FP32 ONNX exported by edge-export (with ModelSpec)")
-    ovq.add_argument("--calib", type=Path, required=True, help="calibration folder (edge-calibrate select)")
+    how = ovq.add_mutually_exclusive_group(required=True)
+    how.add_argument(
+        "--int8", type=Path, help="the model's calibrated Q/DQ file (edge-calibrate qdq): recommended"
+    )
+    how.add_argument(
+        "--calib", type=Path, help="calibration folder (edge-calibrate select): NNCF quantisation"
+    )
     ovq.add_argument("--out", type=Path, help="the IR .xml (default: M.openvino.xml beside M.onnx)")
     ovq.add_argument("--preset", choices=("mixed", "performance"), default="mixed",
                      help="mixed: asymmetric activations (default, kept accuracy); performance: symmetric")  # fmt: skip
@@ -109,8 +116,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _openvino(args: argparse.Namespace) -> int:
-    from stopsign.calibration.openvino_int8 import OpenVinoInt8Options, quantize_openvino
+    from stopsign.calibration.openvino_int8 import OpenVinoInt8Options, ir_from_qdq, quantize_openvino
 
+    if args.int8 is not None:
+        result = ir_from_qdq(args.model, args.int8, args.out)
+        print(
+            f"wrote {result.xml} (+ .bin) and {result.sidecar.name} from {args.int8} (activations as unsigned "
+            f"INT8), {result.seconds:.1f} s. Check it: edge-calibrate report --backend openvino --model "
+            f"{args.model} --int8 {result.xml} --data DATA"
+        )
+        return 0
     options = OpenVinoInt8Options(
         preset=args.preset,
         fast_bias_correction=args.fast_bias_correction,

@@ -4,10 +4,9 @@ Preference: tensorrt > torch-cuda > onnxruntime-cuda > openvino-cpu INT8 IR > on
 openvino-cpu FP32 (> torch-cpu, the only way to run a checkpoint folder without CUDA). On a CPU,
 OpenVINO wins only with the INT8 IR ``edge-calibrate openvino`` made for this very ONNX
 (``M.openvino.xml`` beside ``M.onnx``, its sidecar naming the ONNX's SHA-256): at FP32 accuracy it
-is the fastest CPU path (``docs/benchmarks.md``). An FP32 file in OpenVINO (f32, the precision
-that reproduces ONNX Runtime's results) is only 8 % faster than ONNX Runtime, and the TensorRT
-Q/DQ file loses 20 points of mAP@0.5 under it: ask for those with ``--backend openvino``. A
-candidate needs both its runtime and its file:
+is the fastest CPU path, 2x ONNX Runtime FP32 end to end (``docs/benchmarks.md``). An FP32 file in
+OpenVINO (f32, the precision that reproduces ONNX Runtime's results) is only 8 % faster than ONNX
+Runtime: ask for it with ``--backend openvino``. A candidate needs both its runtime and its file:
 
 * tensorrt: an ``.engine``/``.plan`` given, or ``M.engine`` beside a given ``M.onnx``, whose
   sidecar matches this TensorRT version and GPU (a stale engine is skipped, with the reason);

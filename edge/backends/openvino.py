@@ -1,11 +1,13 @@
 """OpenVINO backend: the project's ONNX files (FP32, FP16, INT8 Q/DQ) on an x86 or Arm CPU, or an
 Intel GPU, compiled once per batch size with a latency hint.
 
-OpenVINO reads the ONNX files ``edge-export`` and ``edge-calibrate qdq`` make as they are: a Q/DQ
-file runs as low precision (INT8 kernels), which ONNX Runtime's CPU provider does not do for this
-graph (it is slower than FP32 there, ``docs/int8.md``). But measured on the shipped Q/DQ file,
-OpenVINO's INT8 result is far from ONNX Runtime's (mAP@0.5 0.70 against 0.90), so loading one logs a
-warning; ``--backend auto`` prefers ONNX Runtime on the CPU for now (``stopsign.edge.backends.auto``). Per batch size the model is reshaped to a
+OpenVINO reads the ONNX files ``edge-export`` and ``edge-calibrate qdq`` make: a Q/DQ file runs
+with INT8 kernels (ONNX Runtime's CPU provider emulates them and is slower than FP32,
+``docs/int8.md``). Its signed INT8 activations (what TensorRT needs) are read rewritten as the
+same grid in unsigned INT8 (``stopsign.edge.qdq_unsigned``): with them as they are, OpenVINO's
+result was 20 points of mAP@0.5 off FP32; rewritten, it matches FP32 (docs/benchmarks.md). It also
+runs the IR ``edge-calibrate openvino`` writes beside an ONNX, which ``--backend auto`` prefers on
+a CPU (``stopsign.edge.backends.auto``). Per batch size the model is reshaped to a
 static input (static shapes compile to faster CPU kernels than a dynamic batch), compiled once and
 given one infer request whose input tensor is written in place each call: no allocation per frame
 but the returned copy of the output (0.25 MB at 416 px).
@@ -22,6 +24,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +96,7 @@ class OpenVinoBackend(Backend):
                 f"openvino backend: device {device} asked but OpenVINO lists {core.available_devices} here"
             )
         try:
-            model = core.read_model(str(path))
+            model = self._read(core, path, is_ir)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses for unreadable models
             kind = "an OpenVINO IR" if is_ir else "an ONNX model"
             raise BackendError(f"{path}: OpenVINO cannot read it as {kind} ({exc})") from None
@@ -124,14 +127,37 @@ class OpenVinoBackend(Backend):
         self._requests = {}
         fixed = model.inputs[0].get_partial_shape()[0]
         self.fixed_batch = fixed.get_length() if fixed.is_static else None
-        if spec.precision == "int8" and not is_ir:
-            log.warning(
-                "openvino: %s is an INT8 Q/DQ file made for TensorRT; OpenVINO's INT8 kernels lost 20 points of "
-                "mAP@0.5 on the shipped one (docs/benchmarks.md). Make a CPU INT8 with `edge-calibrate openvino`",
-                path,
-            )
         self._request(1)  # compile now: a model OpenVINO cannot compile fails at load, not on frame 1
         return spec
+
+    @staticmethod
+    def _read(core: Any, path: Path, is_ir: bool) -> Any:
+        """The model as OpenVINO reads it; a Q/DQ ONNX with signed INT8 activations is read with them
+        rewritten as unsigned (:mod:`stopsign.edge.qdq_unsigned`: the same grid, which OpenVINO's
+        CPU kernels compute correctly; with the signed ones the shipped model lost 20 points)."""
+        if is_ir:
+            return core.read_model(str(path))
+        if importlib.util.find_spec("onnx") is None:
+            model = core.read_model(str(path))
+            if any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()):
+                log.warning(
+                    "openvino: %s is a Q/DQ file and the onnx package is missing, so its signed INT8 "
+                    "activations cannot be rewritten: expect results far from FP32 (pip install onnx)",
+                    path,
+                )
+            return model
+        import onnx
+
+        from stopsign.edge.qdq_unsigned import has_signed_activations, unsigned_activations
+
+        proto = onnx.load(str(path))
+        if not has_signed_activations(proto):
+            return core.read_model(str(path))
+        unsigned_activations(proto)
+        with tempfile.TemporaryDirectory(prefix="stopsign-openvino.") as folder:
+            rewritten = Path(folder) / path.name
+            onnx.save(proto, str(rewritten))
+            return core.read_model(str(rewritten))
 
     @staticmethod
     def _spec_from_metadata(model: Any, path: Path, key: list[str]) -> ModelSpec:

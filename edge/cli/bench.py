@@ -155,11 +155,20 @@ def select_models(models: list[Path], img: list[int] | None, precision: list[str
     return chosen
 
 
+def _can_run(backend: str, model: Path) -> bool:
+    """An OpenVINO IR runs on openvino (or auto) only: other pairings are left out of the plan, said once."""
+    if Path(model).suffix.lower() == ".xml" and backend not in ("openvino", "auto"):
+        print(f"edge-bench: {backend} cannot run the OpenVINO IR {model}: left out", file=sys.stderr)
+        return False
+    return True
+
+
 def _collect(args: argparse.Namespace) -> list[BenchRun]:
     plan = [
         (model, backend, mode, batch, tiles)
         for model in select_models(args.model, args.img, args.precision)
         for backend in args.backend
+        if _can_run(backend, model)
         for mode in (("model", "e2e") if args.mode == "both" else (args.mode,))
         for batch in (args.batch if mode == "model" else [1])
         for tiles in (args.tiles if mode == "e2e" else ["none"])

@@ -173,8 +173,9 @@ def _events(lines: list[dict]) -> list[tuple]:
 
 @pytest.mark.parametrize("drive", DRIVES)
 def test_the_shipped_int8_ir_replays_to_its_outputs_with_the_fp32_events(drive: str) -> None:
-    """The IR has expected outputs of its own (INT8 scores move by up to ~0.05), and its events
-    (kind, frame, track) are exactly the FP32 model's."""
+    """The IR has expected outputs of its own (INT8 scores move by up to ~0.15), and the same events
+    (kind and track, in order) as the FP32 model, each at most 3 frames apart (night_approach:
+    confirmed 3 frames earlier)."""
     from stopsign.edge.artifacts import sha256_file
     from stopsign.edge.replay.expected import Tolerance, compare, expected_path, read_expected, to_lines
     from stopsign.edge.replay.runner import replay
@@ -184,8 +185,28 @@ def test_the_shipped_int8_ir_replays_to_its_outputs_with_the_fp32_events(drive: 
     mine = read_expected(expected_path(folder, result.model_sha256))
     diffs = compare(mine, to_lines(result), Tolerance.parse("iou=0.9,score=0.02"))
     assert not diffs, "; ".join(diffs[:5])
-    fp32 = read_expected(expected_path(folder, sha256_file(SHIPPED / "stopsign.onnx")))
-    assert _events(mine) == _events(fp32)
+    fp32 = _events(read_expected(expected_path(folder, sha256_file(SHIPPED / "stopsign.onnx"))))
+    int8 = _events(mine)
+    assert [(kind, track) for kind, _, track in int8] == [(kind, track) for kind, _, track in fp32]
+    assert all(abs(a[1] - b[1]) <= 3 for a, b in zip(int8, fp32)), (int8, fp32)
+
+
+def test_a_signed_qdq_file_is_read_with_unsigned_activations(tmp_path: Path) -> None:
+    """The shipped (TensorRT) Q/DQ file: objectness within 0.15 of ONNX Runtime's on real frames
+    (read as it is, OpenVINO was off by up to 0.63 here, 0.8 on a photo)."""
+    import cv2
+
+    from stopsign.edge.letterbox import letterbox, to_network_input
+
+    capture = cv2.VideoCapture(
+        str(SHIPPED.parents[1] / "samples" / "drives" / "night_approach" / "video.mp4")
+    )
+    frames = [capture.read()[1] for _ in range(40)][9::10]
+    batch = np.concatenate([to_network_input(letterbox(f, (416, 416), 114)[0]) for f in frames])
+    model = SHIPPED / "stopsign.int8.onnx"
+    want = np.concatenate([reference(model, batch[i : i + 1]) for i in range(len(batch))])
+    got = load(model, tmp_path).infer(batch)
+    assert np.abs(got[..., 4] - want[..., 4]).max() < 0.15
 
 
 def test_auto_runs_the_int8_ir_beside_the_shipped_onnx(tmp_path: Path) -> None:
@@ -240,6 +261,30 @@ def test_edge_calibrate_openvino_makes_an_ir_that_tracks_fp32(tiny_onnx: Path, t
     assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.95
 
 
+def test_edge_calibrate_openvino_int8_gives_the_ir_of_the_qdq_file(tmp_path: Path) -> None:
+    """--int8: the IR reads as the unsigned rewrite of the Q/DQ file does, with the FP32 model's
+    sidecar, and the same outputs as the backend's own reading of the Q/DQ file."""
+    import shutil
+
+    from stopsign.calibration.cli import main as calibrate
+    from stopsign.edge.openvino_ir import check_ir_for_onnx
+
+    for name in ("stopsign.onnx", "stopsign.int8.onnx"):
+        shutil.copy(SHIPPED / name, tmp_path / name)
+    assert (
+        calibrate(
+            ["openvino", str(tmp_path / "stopsign.onnx"), "--int8", str(tmp_path / "stopsign.int8.onnx")]
+        )
+        == 0
+    )
+    xml = tmp_path / "stopsign.openvino.xml"
+    check_ir_for_onnx(xml, tmp_path / "stopsign.onnx")
+    batch = np.random.default_rng(0).random((1, 3, 416, 416), dtype=np.float32)
+    from_ir = load(xml, tmp_path / "c1").infer(batch)
+    from_qdq = load(tmp_path / "stopsign.int8.onnx", tmp_path / "c2").infer(batch)
+    np.testing.assert_allclose(from_ir, from_qdq, atol=1e-4)
+
+
 def test_edge_calibrate_openvino_refuses_an_int8_or_a_bad_out(tmp_path: Path, capsys) -> None:
     from stopsign.calibration.cli import main as calibrate
 
@@ -251,3 +296,7 @@ def test_edge_calibrate_openvino_refuses_an_int8_or_a_bad_out(tmp_path: Path, ca
         == 2
     )
     assert "an OpenVINO IR is an .xml file" in capsys.readouterr().err
+    assert (
+        calibrate(["openvino", str(SHIPPED / "stopsign.onnx"), "--int8", str(SHIPPED / "stopsign.onnx")]) == 2
+    )
+    assert "not an INT8 Q/DQ file" in capsys.readouterr().err
