@@ -123,11 +123,11 @@ def _dataset(root: Path, n: int = 8, val: int | None = None) -> Path:
     return root / "data.yaml"
 
 
-def _config(data: Path, project: Path, **runtime: object):
+def _config(data: Path, project: Path, cfg: str = "yolov5n", **runtime: object):
     no_augment = {k: 0.0 for k in ("hsv_h", "hsv_s", "hsv_v", "translate", "scale", "mosaic")}
     return config_from_dict({
         "data": {"data": str(data), "img": 64, "workers": 0, "check": False},
-        "model": {"cfg": "yolov5n"},
+        "model": {"cfg": cfg},
         "schedule": {"epochs": 1, "batch": GLOBAL_BATCH, "nbs": GLOBAL_BATCH, "ema": False},
         "runtime": {"device": "cpu", "seed": 0, "freeze_bn": True, **runtime},
         "output": {"project": str(project), "name": "run", "exist_ok": True},
@@ -135,13 +135,15 @@ def _config(data: Path, project: Path, **runtime: object):
     })  # fmt: skip
 
 
-def _worker(rank: int, world: int, port: int, data: str, project: str, out: str) -> None:
+def _worker(
+    rank: int, world: int, port: int, data: str, project: str, out: str, cfg: str = "yolov5n"
+) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))  # fmt: skip
     torch.set_num_threads(1)
     ctx = init_distributed("gloo", use_cuda=False)
     try:
-        trainer = Trainer(_config(Path(data), Path(project)), None, ctx)
+        trainer = Trainer(_config(Path(data), Path(project), cfg), None, ctx)
         trainer.run()
         save_file(
             {k: v.contiguous() for k, v in trainer.model.state_dict().items()},
@@ -158,17 +160,19 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_gloo_ranks_match_one_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("cfg", "min_moved"), [("yolov5n", 50), ("yolov4-tiny.cfg", 30)]
+)  # YOLOv5 and Darknet
+def test_two_gloo_ranks_match_one_process(tmp_path: Path, cfg: str, min_moved: int) -> None:
     data = _dataset(tmp_path / "data")
     torch.set_num_threads(1)
-    single = Trainer(_config(data, tmp_path / "single"), None, DistContext())
+    single = Trainer(_config(data, tmp_path / "single", cfg), None, DistContext())
     single.run()
     reference = {k: v.clone() for k, v in single.model.state_dict().items()}
-    initial = Trainer(_config(data, tmp_path / "init"), None, DistContext())
+    initial = Trainer(_config(data, tmp_path / "init", cfg), None, DistContext())
     initial._setup()
-    mp.spawn(
-        _worker, args=(2, _free_port(), str(data), str(tmp_path / "ddp"), str(tmp_path)), nprocs=2, join=True
-    )
+    args = (2, _free_port(), str(data), str(tmp_path / "ddp"), str(tmp_path), cfg)
+    mp.spawn(_worker, args=args, nprocs=2, join=True)
     rank0, rank1 = (
         load_file(str(tmp_path / "rank0.safetensors")),
         load_file(str(tmp_path / "rank1.safetensors")),
@@ -182,7 +186,9 @@ def test_two_gloo_ranks_match_one_process(tmp_path: Path) -> None:
             f"DDP differs from one process on {key}"
         )
         moved += int(not torch.equal(value, initial.model.state_dict()[key]))
-    assert moved > 50  # the optimizer really stepped (the comparison is not between untouched weights)
+    assert moved > min_moved  # the optimizer really stepped (the comparison is not between untouched weights)
+    if cfg.endswith(".cfg"):
+        assert (tmp_path / "ddp" / "run" / "weights" / "last" / "model.cfg").is_file()
     assert (tmp_path / "ddp" / "run" / "weights" / "last" / "spec.json").is_file()
 
 
