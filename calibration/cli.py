@@ -120,23 +120,19 @@ def _openvino(args: argparse.Namespace) -> int:
 
     if args.int8 is not None:
         result = ir_from_qdq(args.model, args.int8, args.out)
-        print(
-            f"wrote {result.xml} (+ .bin) and {result.sidecar.name} from {args.int8} (activations as unsigned "
-            f"INT8), {result.seconds:.1f} s. Check it: edge-calibrate report --backend openvino --model "
-            f"{args.model} --int8 {result.xml} --data DATA"
+        how = f"from {args.int8} (activations as unsigned INT8)"
+    else:
+        options = OpenVinoInt8Options(
+            preset=args.preset,
+            fast_bias_correction=args.fast_bias_correction,
+            max_images=args.max_images,
+            keep_head_float=args.keep_head_float,
         )
-        return 0
-    options = OpenVinoInt8Options(
-        preset=args.preset,
-        fast_bias_correction=args.fast_bias_correction,
-        max_images=args.max_images,
-        keep_head_float=args.keep_head_float,
-    )
-    result = quantize_openvino(args.model, args.calib, args.out, options)
+        result = quantize_openvino(args.model, args.calib, args.out, options)
+        how = f"by NNCF ({options.preset}, {result.n_images} images)"
     print(
-        f"wrote {result.xml} (+ .bin) and {result.sidecar.name}: NNCF {options.preset}, {result.n_images} "
-        f"images, {result.seconds:.0f} s. Check it: edge-calibrate report --backend openvino --model "
-        f"{args.model} --int8 {result.xml} --data DATA"
+        f"wrote {result.xml} (+ .bin) and {result.sidecar.name} {how} in {result.seconds:.1f} s. Check it: "
+        f"edge-calibrate report --backend openvino --model {args.model} --int8 {result.xml} --data DATA"
     )
     return 0
 
