@@ -13,6 +13,7 @@ nothing about TensorRT INT8 speed - that is measured with ``edge-bench`` on the 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -144,8 +145,12 @@ def write_report(out: Path, text: str) -> Path:
 
 
 def _int8_label(path: Path) -> str:
-    if path.suffix.lower() == ".xml":
-        return "INT8 OpenVINO IR (NNCF)"
+    if path.suffix.lower() == ".xml":  # the sidecar says how it was made (edge-calibrate openvino)
+        try:
+            method = json.loads(path.with_suffix(".json").read_text())["quantization"]["method"]
+        except (OSError, ValueError, KeyError, TypeError):
+            method = "unknown origin"
+        return f"INT8 OpenVINO IR ({method})"
     return f"INT8 Q/DQ ({_method_of(path)})"
 
 

@@ -173,9 +173,9 @@ def _events(lines: list[dict]) -> list[tuple]:
 
 @pytest.mark.parametrize("drive", DRIVES)
 def test_the_shipped_int8_ir_replays_to_its_outputs_with_the_fp32_events(drive: str) -> None:
-    """The IR has expected outputs of its own (INT8 scores move by up to ~0.15), and the same events
+    """The IR has expected outputs of its own (INT8 scores move by up to ~0.1), and the same events
     (kind and track, in order) as the FP32 model, each at most 3 frames apart (night_approach:
-    confirmed 3 frames earlier)."""
+    confirmed 2 frames earlier)."""
     from stopsign.edge.artifacts import sha256_file
     from stopsign.edge.replay.expected import Tolerance, compare, expected_path, read_expected, to_lines
     from stopsign.edge.replay.runner import replay
@@ -189,6 +189,30 @@ def test_the_shipped_int8_ir_replays_to_its_outputs_with_the_fp32_events(drive: 
     int8 = _events(mine)
     assert [(kind, track) for kind, _, track in int8] == [(kind, track) for kind, _, track in fp32]
     assert all(abs(a[1] - b[1]) <= 3 for a, b in zip(int8, fp32)), (int8, fp32)
+
+
+@pytest.mark.parametrize("drive", DRIVES)
+def test_int8_on_openvino_announces_what_int8_on_onnxruntime_does(drive: str) -> None:
+    """The same Q/DQ file on both runtimes: every stop_sign_ahead at the same frame and track; a
+    track may end a frame apart (the INT8 kernels round differently from ONNX Runtime's float
+    emulation, up to ~0.1 in objectness)."""
+    from stopsign.edge.replay.runner import replay
+
+    folder = SHIPPED.parents[1] / "samples" / "drives" / drive
+    lines = {
+        backend: _events([line for line in _lines(replay(folder, SHIPPED / "stopsign.int8.onnx", backend))])
+        for backend in ("onnxruntime", "openvino")
+    }
+    ahead = {b: [e for e in lines[b] if e[0] == "stop_sign_ahead"] for b in lines}
+    assert ahead["openvino"] == ahead["onnxruntime"]
+    assert [(k, t) for k, _, t in lines["openvino"]] == [(k, t) for k, _, t in lines["onnxruntime"]]
+    assert all(abs(a[1] - b[1]) <= 1 for a, b in zip(lines["openvino"], lines["onnxruntime"]))
+
+
+def _lines(result) -> list[dict]:
+    from stopsign.edge.replay.expected import to_lines
+
+    return to_lines(result)
 
 
 def test_a_signed_qdq_file_is_read_with_unsigned_activations(tmp_path: Path) -> None:
@@ -216,7 +240,7 @@ def test_auto_runs_the_int8_ir_beside_the_shipped_onnx(tmp_path: Path) -> None:
     assert cls is OpenVinoBackend and path == SHIPPED / "stopsign.openvino.xml"
     backend = load(path, tmp_path)
     assert backend.spec is not None and backend.spec.precision == "int8"
-    assert backend.describe()["inference_precision"] == "openvino default"
+    assert backend.describe()["inference_precision"] == "f32"  # the float layers: as ONNX Runtime
     out = backend.infer(np.zeros((2, 3, *backend.spec.input_size), np.float32))
     assert out.shape[0] == 2 and out.shape[2] == 5 + backend.spec.num_classes
 
