@@ -5,7 +5,7 @@ Two ways to make it:
 - ``--int8 M.int8.onnx`` (how the shipped IR is made): the calibrated Q/DQ file of
   ``edge-calibrate qdq`` with its signed activations rewritten as unsigned
   (:mod:`stopsign.edge.qdq_unsigned`): the TensorRT file's own calibration at OpenVINO's INT8
-  speed, and FP32's accuracy (mAP@0.5 0.903 against 0.902 on the shipped model).
+  speed, and FP32's accuracy (mAP@0.5 0.900 against 0.902 on the shipped model).
 - ``--calib DIR``: NNCF post-training quantisation, below (slower to run here: 6.9 against 4.8 ms).
 
 NNCF places the quantizers the way OpenVINO's CPU plugin executes them and corrects the bias each
