@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model", type=Path, default=SHIPPED_MODEL, help=f"model (default: the shipped {SHIPPED_MODEL.name})"
     )
-    p.add_argument("--backend", default="auto", help="auto, onnxruntime, torch or tensorrt")
+    p.add_argument("--backend", default="auto", help="auto (the given file: never a model beside it), onnxruntime, openvino, torch or tensorrt")
     p.add_argument("--conf", type=float, default=0.25, help="confidence floor of recorded detections")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--expected", type=Path, help="expected outputs to compare with (one drive)")
