@@ -157,11 +157,6 @@ def to_network_input(
     h, w = letterboxed_bgr.shape[:2]
     if out is None:
         out = np.empty((1, 3, h, w), dtype=np.float32)
-    # One contiguous plane per channel first (cv2.split), then one scaling pass per plane: about
-    # 40 % faster than scaling the strided HWC->CHW view in one call (0.16 vs 0.26 ms at 416 px).
-    planes = cv2.split(np.ascontiguousarray(letterboxed_bgr))
-    order = (2, 1, 0) if rgb else (0, 1, 2)
-    factor = np.float32(scale)
-    for index, channel in enumerate(order):
-        np.multiply(planes[channel], factor, out=out[0, index], casting="unsafe")
+    channels = letterboxed_bgr[..., ::-1] if rgb else letterboxed_bgr
+    np.multiply(channels.transpose(2, 0, 1), np.float32(scale), out=out[0], casting="unsafe")
     return out
