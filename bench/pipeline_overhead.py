@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/pipeline_overhead.py --model m416.onnx --repeats 5 --frames 300 --out runs/overhead
     .venv/bin/python bench/pipeline_overhead.py --model m416.onnx --source 'test://?pattern=snow&size=1280x720&live=0'
+    .venv/bin/python bench/pipeline_overhead.py --model edge/assets/stopsign.onnx --backend auto  # the CPU default
 
 Each repeat is one ``edge-bench --mode both`` invocation (model-only, then end-to-end on the same
 warm machine) written to ``OUT/repeat_<i>.json``; the table shows every repeat and the median, so
@@ -45,12 +46,15 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--source", default=bench_cli.DEFAULT_SOURCE)
+    parser.add_argument(
+        "--backend", default="onnxruntime", help="edge-bench --backend (auto: what edge-detect runs here)"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/pipeline_overhead"))
     args = parser.parse_args()
     rows = []
     for i in range(args.repeats):
         out = args.out / f"repeat_{i}.json"
-        argv = ["--model", str(args.model), "--backend", "onnxruntime", "--frames", str(args.frames),
+        argv = ["--model", str(args.model), "--backend", args.backend, "--frames", str(args.frames),
                 "--warmup", str(args.warmup), "--source", args.source, "--json", str(out)]  # fmt: skip
         if bench_cli.main(argv) != 0:
             return 1

@@ -52,6 +52,8 @@ class BenchRun:
     live: bool | None = None  # e2e: live source (latency includes capture age) or ordered
     tiles: str = "none"  # e2e: the --tiles setting; images per frame = batch (1 + tiles)
     frame_stages: list[dict[str, float | None]] = field(default_factory=list)  # e2e, per frame (not in JSON)
+    # What the backend was given: "float32" network inputs or "uint8" letterboxed images (image_input)
+    model_input: str = "float32"
 
     @property
     def fps(self) -> float:
@@ -84,7 +86,7 @@ class BenchRun:
             "batch": self.batch, "frames": self.frames, "fps": round(self.fps, 2), "wall_s": round(self.wall_s, 4),
             "latency_ms": self.latency_summary(), "rss_mb": round(self.rss_mb, 1),
             "cpu_percent": _round(self.cpu_percent, 1), "cpu_ms_per_frame": _round(self.cpu_ms_per_frame, 3),
-            "device_memory_mb": self.device_memory_mb, "model": self.model,
+            "device_memory_mb": self.device_memory_mb, "model": self.model, "model_input": self.model_input,
         }  # fmt: skip
         if self.mode == "e2e":
             out.update(stages_ms=self.stages_ms, source=self.source, live=self.live, tiles=self.tiles)
@@ -186,14 +188,25 @@ def bench_model(
     threads: int = 0,
     duration_s: float | None = None,
 ) -> BenchRun:
-    """Model-only: ``infer`` on one fixed (batch, 3, H, W) float32 input, ``warmup`` calls excluded.
+    """Model-only: the backend on one fixed input, ``warmup`` calls excluded. The input is what the
+    detection loop gives that backend: a (batch, 3, H, W) float32 network input, or for a backend
+    with ``image_input`` a (batch, H, W, 3) uint8 letterboxed image batch (``infer_images``), so
+    end-to-end minus model-only is the work around the model, and the conversion the model does
+    counts as the model's.
 
     ``frames`` calls are timed, or, with ``duration_s``, as many calls as fit in that many seconds.
     Raises :class:`FixedBatchError` when ``batch`` > 1 and the model only takes its own batch size.
     """
     runner, spec = load(model, backend, threads)
     h, w = spec.input_size
-    batch_input = np.random.default_rng(0).random((batch, 3, h, w), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    batch_input: np.ndarray
+    if runner.image_input:
+        batch_input = rng.integers(0, 256, (batch, h, w, 3), dtype=np.uint8)
+        run = runner.infer_images
+    else:
+        batch_input = rng.random((batch, 3, h, w), dtype=np.float32)
+        run = runner.infer
     try:
         if runner.fixed_batch is not None and runner.fixed_batch != batch:
             raise FixedBatchError(
@@ -201,7 +214,7 @@ def bench_model(
                 "dynamic batch (`edge-export onnx --dynamic` or `edge-export dynamic-batch`) to measure throughput"
             )
         try:
-            runner.infer(batch_input)  # the first call also checks that the batch size is accepted
+            run(batch_input)  # the first call also checks that the batch size is accepted
         except Exception as exc:  # each runtime raises its own shape error type
             if batch == 1:
                 raise
@@ -210,13 +223,13 @@ def bench_model(
                 "export with a dynamic batch (`edge-export onnx --dynamic`) to measure throughput"
             ) from None
         for _ in range(max(0, warmup - 1)):
-            runner.infer(batch_input)
+            run(batch_input)
         latencies: list[float] = []
         cpu0, start = _cpu_seconds(), time.perf_counter()
         end = start + duration_s if duration_s else None
         while (len(latencies) < frames) if end is None else (time.perf_counter() < end or len(latencies) < 2):
             t0 = time.perf_counter()
-            runner.infer(batch_input)
+            run(batch_input)
             latencies.append((time.perf_counter() - t0) * 1e3)
         wall = time.perf_counter() - start
         cpu = _cpu_seconds() - cpu0
@@ -225,7 +238,8 @@ def bench_model(
         runner.close()
     name = runner.describe().get("backend", backend)
     return BenchRun("model", str(name), precision, h, batch, len(latencies), wall, latencies, rss_mb=rss_mb(),
-                    cpu_s=cpu, device_memory_mb=_device_memory_mb(), model=str(model))  # fmt: skip
+                    cpu_s=cpu, device_memory_mb=_device_memory_mb(), model=str(model),
+                    model_input="uint8" if runner.image_input else "float32")  # fmt: skip
 
 
 class _MeasuredBackend(Backend):
@@ -238,7 +252,7 @@ class _MeasuredBackend(Backend):
 
     def __init__(self, inner: Backend, warmup: int, duration_s: float | None, stop: threading.Event) -> None:
         self.inner, self.name = inner, inner.name
-        self.output_suppressed = inner.output_suppressed
+        self.output_suppressed, self.image_input = inner.output_suppressed, inner.image_input
         self._warmup, self._duration_s, self._stop = warmup, duration_s, stop
         self.calls = 0
         self.images_per_call = 1  # batch of the last call: the whole frame + its tiles
@@ -254,6 +268,14 @@ class _MeasuredBackend(Backend):
         return self.inner.load(model_path, spec, options)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        self._mark(batch)
+        return self.inner.infer(batch)
+
+    def infer_images(self, images: np.ndarray) -> np.ndarray:
+        self._mark(images)
+        return self.inner.infer_images(images)
+
+    def _mark(self, batch: np.ndarray) -> None:
         self.calls += 1
         if self.calls > self._warmup:
             # Sampled before each inference: from call warmup + 1 to the last call spans the same
@@ -264,7 +286,6 @@ class _MeasuredBackend(Backend):
             elif self._duration_s and time.perf_counter() - self._start >= self._duration_s:
                 self._stop.set()
         self.images_per_call = len(batch)
-        return self.inner.infer(batch)
 
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()
@@ -338,6 +359,7 @@ def bench_e2e(
         wrapper.images_per_call, frames, wall, latencies, tiles=tiles, stages_ms={s: (round(float(np.median(v)), 3) if v else None) for s, v in stages.items()},
         rss_mb=rss_mb(), cpu_s=cpu if len(wrappers) == 1 else None, device_memory_mb=_device_memory_mb(),
         model=str(model), source=source, live=live, frame_stages=[r["ms"] for r in measured],
+        model_input="uint8" if wrapper.image_input else "float32",
     )  # fmt: skip
 
 

@@ -103,6 +103,15 @@ class BackendSupervisor:
         """Raw model output, or None after a failure (counted; may re-initialise the backend)."""
         return self._guarded(lambda: self.backend.infer(batch))
 
+    @property
+    def image_input(self) -> bool:
+        """The current backend takes uint8 images (see ``Backend.image_input``)."""
+        return self.backend.image_input
+
+    def infer_images(self, images: np.ndarray) -> np.ndarray | None:
+        """As :meth:`infer`, for a batch of letterboxed uint8 images."""
+        return self._guarded(lambda: self.backend.infer_images(images))
+
     def detect(self, image: np.ndarray, conf: float, iou: float) -> Detections | None:
         """Final detections of a whole frame (frame-path backends), or None after a failure."""
         return self._guarded(lambda: self.backend.detect(image, conf, iou))
@@ -190,7 +199,9 @@ class DetectionLoop:
         self.stop = stop or threading.Event()
         self._clock = clock
         self._still = source.description.startswith("images")
-        self._batcher = FrameBatcher(spec, config.tiles, self._still, config.principal_point)
+        self._batcher = FrameBatcher(
+            spec, config.tiles, self._still, config.principal_point, images=backend.image_input
+        )
         self._sanity = None if self._still else FrameSanity(config.sanity, source.live)
         self._iou = config.iou if config.iou is not None else spec.nms_iou
         self._limiter = RateLimiter(1.0, clock)
@@ -240,8 +251,18 @@ class DetectionLoop:
         if frame.gap_ns and self.tracker is not None:
             # The source was down (a camera link dropped): hold the tracks or end them.
             self._forward(self.tracker.bridge_gap(frame.gap_ns, frame.index, timestamp))
+        host_path = not (self.backend.frame_path and not self.config.tiles.enabled)
+        network_input = None
+        if host_path:
+            planned_for = self._batcher.frame_hw
+            network_input = self._batcher(frame.image)
+            if self._batcher.frame_hw != planned_for and self.config.tiles.enabled:
+                self._announce_tiles()
         if self._sanity is not None:
-            verdict = self._sanity.check(frame)
+            # The content checks look at the letterboxed copy when there is one: a second pass
+            # over a 720p frame cost ~0.2 ms and evicted the model's data from the cache.
+            content = self._batcher.whole_image if host_path else None
+            verdict = self._sanity.check(frame, content)
             for kind, fields in verdict.notices:
                 self.channel.emit(kind, fields)
             if verdict.reset_tracking and self.tracker is not None:
@@ -250,19 +271,19 @@ class DetectionLoop:
                 self._reject(frame, verdict.reject, timings, t0)
                 return
         detections: Detections | None
-        if self.backend.frame_path and not self.config.tiles.enabled:
+        if network_input is None:
             # Letterbox, model and NMS in one device call: it all counts as infer. With tiles the
             # host builds the batch (the device path takes one whole frame).
             t1 = t0
             detections = self.backend.detect(frame.image, self.config.conf, self._iou)
             t2 = t3 = self._clock()
         else:
-            planned_for = self._batcher.frame_hw
-            network_input = self._batcher(frame.image)
-            if self._batcher.frame_hw != planned_for and self.config.tiles.enabled:
-                self._announce_tiles()
             t1 = self._clock()
-            raw = self.backend.infer(network_input)
+            raw = (
+                self.backend.infer_images(network_input)
+                if self._batcher.images
+                else self.backend.infer(network_input)
+            )
             t2 = self._clock()
             suppressed = self.backend.output_suppressed
             detections = (

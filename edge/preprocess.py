@@ -3,7 +3,10 @@
 :class:`Preprocessor` letterboxes one frame into one network input. :class:`FrameBatcher` puts
 the whole frame and the high-resolution tiles of :mod:`stopsign.edge.tiles` into one batch
 (1 + T, 3, H, W), and turns the backend's output for that batch back into one ``Detections`` in
-frame pixels. Without tiles it is exactly the single-image path.
+frame pixels. Without tiles it is exactly the single-image path. For a backend with
+``image_input`` (OpenVINO: the conversion runs inside its compiled model) the batch is the
+letterboxed uint8 images, (1 + T, H, W, 3), and :class:`ImageSlot` fills it: no float pass on the
+host.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ class Preprocessor:
         self._source_size: tuple[int, int] | None = None  # frame (h, w) the border was converted for
         self._region = (slice(0, h), slice(0, w))
 
+    @property
+    def image(self) -> np.ndarray:
+        """The last frame letterboxed, image region only (no border): HxWx3 uint8 BGR, a view."""
+        return self.letterboxed[self._region]
+
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, LetterboxTransform]:
         spec = self.spec
         _, transform = resize_for_spec(image, spec, out=self.letterboxed)
@@ -50,15 +58,49 @@ class Preprocessor:
             to_network_input(self.letterboxed[rows, cols], spec.scale, rgb, out=out)
         else:
             to_network_input(self.letterboxed, spec.scale, rgb, out=self.network_input)
-            _, (new_h, new_w) = compute_transform(transform.source_size, spec.input_size, resize=spec.resize)
-            top, left = int(transform.pad_y), int(transform.pad_x)
-            self._region = (slice(top, top + new_h), slice(left, left + new_w))
+            self._region = image_region(transform, spec)
             self._source_size = transform.source_size
         return self.network_input, transform
 
 
+class ImageSlot:
+    """Letterbox (or stretch) one frame into a (H, W, 3) uint8 buffer, e.g. one image of a uint8
+    batch for a backend with ``image_input``; scaling, channel order and layout are the backend's."""
+
+    def __init__(self, spec: ModelSpec, letterboxed: np.ndarray | None = None) -> None:
+        h, w = spec.input_size
+        if letterboxed is None:
+            letterboxed = np.empty((h, w, 3), np.uint8)
+        elif letterboxed.shape != (h, w, 3) or letterboxed.dtype != np.uint8:
+            raise ValueError(f"ImageSlot: letterboxed must be ({h}, {w}, 3) uint8, got {letterboxed.shape}")
+        self.spec, self.letterboxed = spec, letterboxed
+        self._source_size: tuple[int, int] | None = None
+        self._region = (slice(0, h), slice(0, w))
+
+    @property
+    def image(self) -> np.ndarray:
+        """The last frame letterboxed, image region only (no border): a view."""
+        return self.letterboxed[self._region]
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, LetterboxTransform]:
+        _, transform = resize_for_spec(image, self.spec, out=self.letterboxed)
+        if transform.source_size != self._source_size:
+            self._region = image_region(transform, self.spec)
+            self._source_size = transform.source_size
+        return self.letterboxed, transform
+
+
+def image_region(transform: LetterboxTransform, spec: ModelSpec) -> tuple[slice, slice]:
+    """(rows, cols) of the network input that hold the image (the rest is letterbox border)."""
+    _, (new_h, new_w) = compute_transform(transform.source_size, spec.input_size, resize=spec.resize)
+    top, left = int(transform.pad_y), int(transform.pad_x)
+    return slice(top, top + new_h), slice(left, left + new_w)
+
+
 class FrameBatcher:
-    """Whole frame + tiles -> one (1 + T, 3, H, W) float32 batch; the batch output -> one Detections.
+    """Whole frame + tiles -> one (1 + T, 3, H, W) float32 batch, or with ``images`` one
+    (1 + T, H, W, 3) uint8 batch of letterboxed BGR images (for ``Backend.infer_images``); the
+    batch output -> one Detections.
 
     Buffers are allocated once per frame size (the tile plan depends on it). Slot 0 is always the
     whole frame; slot ``i`` is ``tiles[i - 1]``.
@@ -68,6 +110,7 @@ class FrameBatcher:
         tiles: what ``--tiles`` asked for.
         still: frames are still photos (``auto`` then covers the image with a grid).
         principal_point: the camera's (cx, cy) in frame pixels, for ``auto`` on video.
+        images: build uint8 image batches (the backend has ``image_input``) instead of float ones.
     """
 
     def __init__(
@@ -76,29 +119,45 @@ class FrameBatcher:
         tiles: TileConfig | None = None,
         still: bool = False,
         principal_point: tuple[float, float] | None = None,
+        images: bool = False,
     ) -> None:
         self.spec = spec
         self.config = tiles or TileConfig()
         self.still = still
         self.principal_point = principal_point
+        self.images = images
         self.frame_hw: tuple[int, int] | None = None
         self.tiles: list[Tile] = []
-        self.batch = np.empty((1, 3, *spec.input_size), np.float32)
-        self._slots = [Preprocessor(spec, self.batch[0:1])]
+        self._allocate(1)
         self._transforms: list[LetterboxTransform] = []
+
+    def _allocate(self, size: int) -> None:
+        h, w = self.spec.input_size
+        self._slots: list[Preprocessor | ImageSlot]
+        if self.images:
+            self.batch = np.empty((size, h, w, 3), np.uint8)
+            self._slots = [ImageSlot(self.spec, self.batch[i]) for i in range(size)]
+        else:
+            self.batch = np.empty((size, 3, h, w), np.float32)
+            self._slots = [Preprocessor(self.spec, self.batch[i : i + 1]) for i in range(size)]
+
+    @property
+    def whole_image(self) -> np.ndarray:
+        """The last whole frame letterboxed, image region only: HxWx3 uint8 BGR, a view (e.g. for
+        the frame content checks, which need no second pass over the full-size frame)."""
+        return self._slots[0].image
 
     def plan(self, frame_hw: tuple[int, int]) -> list[Tile]:
         """The tiles for frames of this (h, w); (re)allocates the batch when the plan changes."""
         if frame_hw != self.frame_hw:
             tiles = self.config.plan(frame_hw, self.spec.input_size, self.still, self.principal_point)
             if len(tiles) + 1 != self.batch.shape[0]:
-                self.batch = np.empty((len(tiles) + 1, 3, *self.spec.input_size), np.float32)
-                self._slots = [Preprocessor(self.spec, self.batch[i : i + 1]) for i in range(len(tiles) + 1)]
+                self._allocate(len(tiles) + 1)
             self.tiles, self.frame_hw = tiles, frame_hw
         return self.tiles
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        """HxWx3 uint8 BGR frame -> the network batch (a reused buffer: consume it before the next call)."""
+        """HxWx3 uint8 BGR frame -> the batch (a reused buffer: consume it before the next call)."""
         tiles = self.plan(image.shape[:2])
         _, whole = self._slots[0](image)
         self._transforms = [whole]

@@ -1,7 +1,9 @@
 """The inference backend interface and the registry of backends by name.
 
 A backend turns the network input (B, 3, H, W) float32 into the model's raw output (for the
-"yolov5_raw" layout: (B, N, 5 + nc) float32); B > 1 carries the whole frame and its tiles. Backends import their runtime lazily, inside
+"yolov5_raw" layout: (B, N, 5 + nc) float32); B > 1 carries the whole frame and its tiles. A
+backend with ``image_input`` also takes the letterboxed uint8 images themselves and does the
+float conversion inside its model, which saves the host a pass over the input. Backends import their runtime lazily, inside
 ``is_available`` and ``load``, so ``stopsign.edge`` imports without them.
 """
 
@@ -70,6 +72,10 @@ class Backend(ABC):
     NMS on the model's device and returns only the final boxes; the detection loop then calls it
     instead of its host preprocess + ``infer`` + decode.
 
+    ``image_input`` is True when :meth:`infer_images` takes the letterboxed (B, H, W, 3) uint8 BGR
+    images as they come out of the letterbox (before scaling, channel order and layout), and
+    converts them inside the compiled model; the detection loop then skips the host conversion.
+
     ``infer`` takes any batch B >= 1 (the whole frame and its tiles). A model file whose graph fixes
     its batch at 1 (``fixed_batch``) is run one image at a time; the result is the same.
     """
@@ -77,6 +83,7 @@ class Backend(ABC):
     name: str = ""
     output_suppressed: bool = False
     frame_path: bool = False
+    image_input: bool = False
     fixed_batch: int | None = None  # the model file's own batch size when it fixes one, else None
 
     @classmethod
@@ -91,6 +98,11 @@ class Backend(ABC):
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """(B, 3, H, W) float32 network input -> raw output (B, N, 5 + nc) float32."""
+
+    def infer_images(self, images: np.ndarray) -> np.ndarray:
+        """(B, H, W, 3) uint8 letterboxed BGR images -> raw output, as :meth:`infer` of their network
+        input (backends with ``image_input``)."""
+        raise BackendError(f"{self.name} backend takes no uint8 images (image_input is False): use infer()")
 
     def detect(self, image: np.ndarray, conf: float, iou: float) -> Detections:
         """HxWx3 uint8 BGR frame -> Detections in source pixels (backends with ``frame_path``)."""

@@ -12,6 +12,12 @@ static input (static shapes compile to faster CPU kernels than a dynamic batch),
 given one infer request whose input tensor is written in place each call: no allocation per frame
 but the returned copy of the output (0.25 MB at 416 px).
 
+The detection loop hands it the letterboxed uint8 images (``image_input``): a second compiled
+variant of the model takes (B, H, W, 3) uint8 BGR and does the float conversion, channel order,
+scale and layout inside the model (OpenVINO's pre-processing API), with the caller's buffer bound
+as the input tensor, so the host neither converts nor copies the input. Its output equals the
+float path's (tested); ``infer`` keeps taking float network inputs.
+
 Compiled models are cached on disk (``cache_dir``: ``--cache-dir``, default
 ``~/.cache/stopsign-edge/openvino``) under ``<OpenVINO version>/<model SHA-256 prefix>``, so a car
 starts without recompiling, and a new model or OpenVINO version never reuses an old blob. A cache
@@ -52,6 +58,7 @@ class OpenVinoBackend(Backend):
     openvino`` makes (``.xml`` + ``.bin``, the ModelSpec in its runtime info), through OpenVINO."""
 
     name = "openvino"
+    image_input = True
 
     def __init__(self, cache_dir: str | Path | None = None, use_cache: bool = True) -> None:
         """``cache_dir``: where compiled models are kept (None: :func:`default_cache_dir`);
@@ -62,7 +69,9 @@ class OpenVinoBackend(Backend):
         self._model: Any = None  # the model as read, reshaped per batch size
         self._device = "CPU"
         self._config: dict[str, Any] = {}
-        self._requests: dict[int, Any] = {}  # batch size -> infer request of its compiled model
+        # (batch size, takes uint8 images) -> infer request of that compiled variant
+        self._requests: dict[tuple[int, bool], Any] = {}
+        self._bound: dict[int, np.ndarray] = {}  # batch size -> the caller's array bound as its input
         self.model_path: Path | None = None
         self.cache_dir: Path | None = None
         self.cache_rebuilt = False
@@ -126,10 +135,12 @@ class OpenVinoBackend(Backend):
             digest = sha256_file(path) + (sha256_file(path.with_suffix(".bin")) if is_ir else "")
             self.cache_dir = self.cache_root / self.version.split("-")[0] / sha256_bytes(digest.encode())[:16]
         self.model_path, self.spec = path, spec
-        self._requests = {}
+        self._requests, self._bound = {}, {}
         fixed = model.inputs[0].get_partial_shape()[0]
         self.fixed_batch = fixed.get_length() if fixed.is_static else None
-        self._request(1)  # compile now: a model OpenVINO cannot compile fails at load, not on frame 1
+        # Compile what the detection loop runs now: a model OpenVINO cannot compile fails at load,
+        # not on frame 1. The float-input variant (infer) compiles on its first call.
+        self._request(1, images=True)
         return spec
 
     @staticmethod
@@ -190,9 +201,10 @@ class OpenVinoBackend(Backend):
                 f"{path}: input shape {shape} does not match ModelSpec input_size {spec.input_size}"
             )
 
-    def _request(self, batch: int) -> Any:
-        """The infer request for ``batch`` images, compiling (or loading from the cache) on first use."""
-        request = self._requests.get(batch)
+    def _request(self, batch: int, images: bool = False) -> Any:
+        """The infer request for ``batch`` images, compiling (or loading from the cache) on first
+        use; ``images``: the variant taking uint8 images (see the module docstring)."""
+        request = self._requests.get((batch, images))
         if request is not None:
             return request
         assert self.spec is not None and self.model_path is not None
@@ -205,9 +217,11 @@ class OpenVinoBackend(Backend):
             return None  # a batch-1 file: infer() runs the images one at a time
         model = self._model.clone()
         model.reshape([batch, 3, *self.spec.input_size])
+        if images:
+            model = with_image_input(model, self.spec)
         compiled = self._compile(model)
         request = compiled.create_infer_request()
-        self._requests[batch] = request
+        self._requests[(batch, images)] = request
         return request
 
     def _compile(self, model: Any) -> Any:
@@ -240,11 +254,10 @@ class OpenVinoBackend(Backend):
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """(B, 3, H, W) float32 -> (B, N, 5 + nc) float32 (a copy: the request's buffers are reused)."""
-        if self._model is None or self.spec is None:
-            raise BackendError("openvino backend: infer() before load()")
-        if batch.ndim != 4 or batch.shape[1:] != (3, *self.spec.input_size) or len(batch) < 1:
+        spec = self._loaded()
+        if batch.ndim != 4 or batch.shape[1:] != (3, *spec.input_size) or len(batch) < 1:
             raise BackendError(
-                f"openvino backend: input shape {batch.shape}, model takes (B, 3, {self.spec.input_size[0]}, {self.spec.input_size[1]})"
+                f"openvino backend: input shape {batch.shape}, model takes (B, 3, {spec.input_size[0]}, {spec.input_size[1]})"
             )
         request = self._request(len(batch))
         if request is None:  # a fixed batch-1 model given more images
@@ -252,6 +265,37 @@ class OpenVinoBackend(Backend):
         request.get_input_tensor().data[...] = batch
         request.infer()
         return np.array(request.get_output_tensor(0).data, dtype=np.float32)
+
+    def infer_images(self, images: np.ndarray) -> np.ndarray:
+        """(B, H, W, 3) uint8 letterboxed BGR -> (B, N, 5 + nc) float32, as ``infer`` of their
+        network input. The array is bound as the request's input (no copy) and stays bound: pass the
+        same reused buffer each call, as FrameBatcher does, and binding happens once."""
+        import openvino as ov
+
+        spec = self._loaded()
+        if (
+            images.dtype != np.uint8
+            or images.ndim != 4
+            or images.shape[1:] != (*spec.input_size, 3)
+            or len(images) < 1
+        ):
+            raise BackendError(
+                f"openvino backend: images {images.shape} {images.dtype}, model takes uint8 (B, {spec.input_size[0]}, {spec.input_size[1]}, 3)"
+            )
+        request = self._request(len(images), images=True)
+        if request is None:
+            return np.concatenate([self.infer_images(images[i : i + 1]) for i in range(len(images))])
+        if self._bound.get(len(images)) is not images:
+            images = np.ascontiguousarray(images)  # shared memory needs one C-ordered block
+            request.set_input_tensor(ov.Tensor(images, shared_memory=True))
+            self._bound[len(images)] = images  # keeps the bound memory alive
+        request.infer()
+        return np.array(request.get_output_tensor(0).data, dtype=np.float32)
+
+    def _loaded(self) -> ModelSpec:
+        if self._model is None or self.spec is None:
+            raise BackendError("openvino backend: inference before load()")
+        return self.spec
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -263,8 +307,28 @@ class OpenVinoBackend(Backend):
             "inference_precision": self._config.get("INFERENCE_PRECISION_HINT", "openvino default"),
             "cache": str(self.cache_dir) if self.cache_dir is not None else None,
             "precision": self.spec.precision if self.spec is not None else None,
+            "input": "uint8 images, converted in the model",
         }
 
     def close(self) -> None:
-        self._requests = {}
+        self._requests, self._bound = {}, {}
         self._model = self._core = None
+
+
+def with_image_input(model: Any, spec: ModelSpec) -> Any:
+    """``model`` (input (B, 3, H, W) float32) taking (B, H, W, 3) uint8 BGR images instead: the
+    conversion to float, the channel order of ``spec.color_order``, ``spec.scale`` and the layout
+    change are added to the graph, where OpenVINO fuses them with the first convolution's input
+    reorder (OpenVINO's PrePostProcessor)."""
+    import openvino as ov
+    from openvino.preprocess import ColorFormat, PrePostProcessor
+
+    ppp = PrePostProcessor(model)
+    tensor = ppp.input().tensor()
+    tensor.set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(ColorFormat.BGR)
+    ppp.input().model().set_layout(ov.Layout("NCHW"))
+    steps = ppp.input().preprocess().convert_element_type(ov.Type.f32)
+    if spec.color_order == "RGB":
+        steps.convert_color(ColorFormat.RGB)
+    steps.scale(float(1.0 / spec.scale))
+    return ppp.build()

@@ -87,7 +87,7 @@ def replay(
     centre = None
     if intrinsics is not None and intrinsics.cx is not None and intrinsics.cy is not None:
         centre = (float(intrinsics.cx), float(intrinsics.cy))
-    batcher = FrameBatcher(spec, tiles, still=False, principal_point=centre)
+    batcher = FrameBatcher(spec, tiles, still=False, principal_point=centre, images=runner.image_input)
     tracker = Tracker(tracker_config_for(spec, drive.meta, enter_threshold))
     start_wall = time.monotonic_ns()
     first_ns = drive.timestamps[0][1] if drive.timestamps else 0
@@ -95,7 +95,8 @@ def replay(
     try:
         while index < len(images):
             timestamp = drive.timestamps[index][1]
-            raw = runner.infer(batcher(images[index]))
+            batch = batcher(images[index])
+            raw = runner.infer_images(batch) if batcher.images else runner.infer(batch)
             detections = batcher.decode(raw, conf, spec.nms_iou, nms_done=runner.output_suppressed)
             events = tracker.update(detections, index, timestamp)
             result.events += [e.to_dict() for e in events]

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stopsign.edge.backends.base import BackendOptions
+from stopsign.edge.backends.base import BackendError, BackendOptions
 from stopsign.edge.backends.onnxruntime import OnnxRuntimeBackend
 from stopsign.edge.letterbox import letterbox, to_network_input
 from stopsign.edge.postprocess import decode_yolov5
-from stopsign.edge.preprocess import FrameBatcher, Preprocessor
+from stopsign.edge.preprocess import FrameBatcher, ImageSlot, Preprocessor
 from stopsign.edge.spec import ModelSpec
 from stopsign.edge.tiles import Tile, TileConfig
 
@@ -110,3 +110,59 @@ def test_whole_frame_and_tiles_through_onnxruntime(tiny_onnx: Path) -> None:
     found = batcher.decode(together, 0.001, 0.45)
     assert len(found) > 0
     assert (found.xyxy[:, [0, 2]] <= 400).all() and (found.xyxy[:, [1, 3]] <= 240).all()
+
+
+@pytest.mark.parametrize(
+    ("shape", "tiles"),
+    [
+        ((120, 200), "none"),
+        ((300, 500), "0,0,160,160;340,140,160,160"),
+        ((160, 160), "none"),
+        ((90, 400), "none"),
+    ],
+)
+def test_image_batches_hold_the_letterboxed_images_of_the_float_batch(
+    shape: tuple[int, int], tiles: str
+) -> None:
+    image = frame(*shape, seed=3)
+    floats = FrameBatcher(SPEC, TileConfig.parse(tiles))(image)
+    images = FrameBatcher(SPEC, TileConfig.parse(tiles), images=True)(image)
+    assert images.dtype == np.uint8 and images.shape == (len(floats), 160, 160, 3)
+    for slot, expected in zip(images, floats):
+        np.testing.assert_array_equal(to_network_input(slot)[0], expected)
+
+
+def test_whole_image_is_the_image_region_of_slot_zero_in_both_modes() -> None:
+    for images in (False, True):
+        batcher = FrameBatcher(SPEC, images=images)
+        for shape in ((120, 200), (200, 120), (120, 200)):  # size changes move the region
+            image = frame(*shape, seed=shape[0])
+            batcher(image)
+            boxed, transform = letterbox(image, SPEC.input_size, SPEC.pad_value)
+            top, left = int(transform.pad_y), int(transform.pad_x)
+            region = batcher.whole_image
+            assert region.dtype == np.uint8 and (region != SPEC.pad_value).any()
+            np.testing.assert_array_equal(
+                region, boxed[top : top + region.shape[0], left : left + region.shape[1]]
+            )
+            assert region.shape[:2] in ((96, 160), (160, 96))  # the image only, no border
+
+
+def test_image_batches_decode_as_float_ones() -> None:
+    batcher = FrameBatcher(SPEC, TileConfig.parse("340,140,160,160"), images=True)
+    batcher(frame(300, 500))
+    found = batcher.decode(raw_with_box(2, 1, 80, 80, 20, 20, 0.9), 0.25, 0.45)
+    assert len(found) == 1 and found.xyxy[0, 0] > 340  # mapped back into the tile's frame place
+
+
+def test_an_image_slot_checks_a_given_buffer() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        ImageSlot(SPEC, np.empty((160, 160, 3), np.float32))
+
+
+def test_a_backend_without_image_input_refuses_images(tiny_onnx: Path) -> None:
+    backend = OnnxRuntimeBackend()
+    backend.load(tiny_onnx, None, BackendOptions(device="cpu"))
+    assert not backend.image_input
+    with pytest.raises(BackendError, match="image_input is False"):
+        backend.infer_images(np.zeros((1, 160, 160, 3), np.uint8))

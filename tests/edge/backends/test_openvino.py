@@ -12,6 +12,7 @@ import pytest
 from stopsign.edge.backends.base import BackendError, BackendOptions
 from stopsign.edge.backends.onnxruntime import OnnxRuntimeBackend
 from stopsign.edge.backends.openvino import OpenVinoBackend
+from tests.edge.helpers import requires_gstreamer
 
 # These run in a process of their own (test_openvino_isolated.py): with OpenVINO loaded, a later
 # training test that forks persistent loader workers and spawns DDP ranks was killed by SIGSEGV.
@@ -324,3 +325,108 @@ def test_edge_calibrate_openvino_refuses_an_int8_or_a_bad_out(tmp_path: Path, ca
         calibrate(["openvino", str(SHIPPED / "stopsign.onnx"), "--int8", str(SHIPPED / "stopsign.onnx")]) == 2
     )
     assert "not an INT8 Q/DQ file" in capsys.readouterr().err
+
+
+def float_inputs(images: np.ndarray) -> np.ndarray:
+    """What the host conversion makes of letterboxed uint8 BGR images (RGB, / 255, NCHW)."""
+    return np.ascontiguousarray(images[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255)
+
+
+@pytest.mark.parametrize(("fixture", "size"), [("tiny_onnx", 1), ("tiny_onnx", 2), ("tiny_dynamic_onnx", 3)])
+def test_uint8_images_give_the_output_of_their_float_input(
+    fixture: str, size: int, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    backend = load(request.getfixturevalue(fixture), tmp_path)
+    assert backend.image_input
+    images = np.random.default_rng(size).integers(0, 256, (size, 160, 160, 3), dtype=np.uint8)
+    np.testing.assert_allclose(
+        backend.infer_images(images), backend.infer(float_inputs(images)), rtol=1e-5, atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("model", ["stopsign.onnx", "stopsign.int8.onnx", "stopsign.openvino.xml"])
+def test_shipped_models_give_the_same_rows_from_images(model: str, tmp_path: Path) -> None:
+    from stopsign.edge.preprocess import FrameBatcher
+    from stopsign.edge.replay.drive import open_drive, read_frames
+
+    backend = load(SHIPPED / model, tmp_path)
+    assert backend.spec is not None
+    floats, images = FrameBatcher(backend.spec), FrameBatcher(backend.spec, images=True)
+    for image in read_frames(open_drive(SHIPPED.parents[1] / "samples" / "drives" / "day_approach"))[::20]:
+        ours, theirs = backend.infer_images(images(image)), backend.infer(floats(image))
+        np.testing.assert_allclose(ours[..., 4:], theirs[..., 4:], atol=1e-5)  # INT8: identical
+        np.testing.assert_allclose(ours[..., :4], theirs[..., :4], atol=1e-3)
+
+
+def test_the_bound_image_buffer_is_read_afresh_each_call(tmp_path: Path) -> None:
+    from stopsign.edge.preprocess import FrameBatcher
+    from stopsign.edge.replay.drive import open_drive, read_frames
+
+    backend = load(SHIPPED / "stopsign.openvino.xml", tmp_path)
+    assert backend.spec is not None
+    drives = SHIPPED.parents[1] / "samples" / "drives"
+    day, night = (read_frames(open_drive(drives / name))[10] for name in ("day_approach", "night_approach"))
+    batcher = FrameBatcher(backend.spec, images=True)
+    buffer = batcher(day)
+    first = backend.infer_images(buffer)
+    assert batcher(night) is buffer  # the next frame, written into the same bound buffer
+    second = backend.infer_images(buffer)
+    assert np.abs(first[..., 4] - second[..., 4]).max() > 0.1
+    np.testing.assert_array_equal(second, backend.infer(float_inputs(buffer)))
+    other = np.repeat(buffer, 2, axis=2)[:, :, ::2]  # another array (night), not contiguous
+    assert not other.flags.c_contiguous
+    batcher(day)
+    np.testing.assert_array_equal(backend.infer_images(other), second)
+    np.testing.assert_array_equal(backend.infer_images(buffer), first)  # rebound to the batcher's
+
+
+@pytest.mark.parametrize(
+    "images",
+    [
+        np.zeros((1, 160, 160, 3), np.float32),
+        np.zeros((1, 3, 160, 160), np.uint8),
+        np.zeros((0, 160, 160, 3), np.uint8),
+    ],
+)
+def test_infer_images_checks_the_dtype_and_shape(images: np.ndarray, tiny_onnx: Path, tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match=r"model takes uint8 \(B, 160, 160, 3\)"):
+        load(tiny_onnx, tmp_path).infer_images(images)
+
+
+@requires_gstreamer
+@pytest.mark.parametrize("tiles", ["none", "0,0,640,360"])
+def test_edge_detect_on_openvino_gives_onnxruntimes_detections(tiles: str, tmp_path: Path) -> None:
+    """The detection loop feeds OpenVINO uint8 images (conversion in the model) and ONNX Runtime
+    float inputs: on a real drive video the FP32 model gives the same boxes either way, with the
+    whole frame alone and with a tile batched beside it."""
+    import json
+
+    from stopsign.edge.cli.detect import main
+
+    video = SHIPPED.parents[1] / "samples" / "drives" / "day_approach" / "video.mp4"
+    found = {}
+    for backend in ("openvino", "onnxruntime"):
+        out = tmp_path / f"{backend}.jsonl"
+        code = main(
+            ["--source", f"file://{video}", "--model", str(SHIPPED / "stopsign.onnx"), "--backend", backend,
+             "--conf", "0.1", "--max-frames", "40", "--tiles", tiles, "--detections", str(out),
+             "--events", str(tmp_path / f"{backend}.events.jsonl"), "--threads", "2"]
+        )  # fmt: skip
+        assert code == 0, backend
+        found[backend] = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    assert len(found["openvino"]) == len(found["onnxruntime"]) == 40
+    boxes = 0
+    for ours, theirs in zip(found["openvino"], found["onnxruntime"]):
+        assert len(ours["detections"]) == len(theirs["detections"]), ours["frame"]
+        for a, b in zip(ours["detections"], theirs["detections"]):
+            assert a["score"] == pytest.approx(b["score"], abs=1e-3)
+            np.testing.assert_allclose(a["xyxy"], b["xyxy"], atol=0.5)
+            boxes += 1
+    assert boxes >= 20  # the sign is found on most frames
+
+
+def test_edge_bench_times_openvino_on_the_input_the_loop_gives_it() -> None:
+    from stopsign.edge.benchmark import bench_model
+
+    run = bench_model(SHIPPED / "stopsign.onnx", "openvino", 5, warmup=1, batch=2, threads=2)
+    assert run.to_dict()["model_input"] == "uint8" and run.batch == 2 and len(run.latencies_ms) == 5

@@ -47,6 +47,7 @@ def test_model_only_numbers_are_consistent(model: Path) -> None:
     assert sum(run.latencies_ms) / 1e3 <= run.wall_s <= outside  # warm-up and loading excluded
     assert run.cpu_s is not None and run.cpu_s > 0
     assert run.rss_mb > 0
+    assert run.to_dict()["model_input"] == "float32"  # ONNX Runtime takes the float network input
 
 
 @pytest.mark.parametrize("batch", [2, 4])

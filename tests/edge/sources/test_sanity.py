@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stopsign.edge.frame import NO_TIMESTAMP, Frame
-from stopsign.edge.sources.sanity import FrameSanity, SanityOptions
+from stopsign.edge.sources.sanity import THUMB_SIZE, FrameSanity, SanityOptions, thumbnail_source
 
 MS = 1_000_000
 
@@ -73,3 +73,39 @@ def test_identical_check_can_be_disabled() -> None:
     image = textured(0)
     checker.check(frame(0, 0, image))
     assert checker.check(frame(1, 33, image)).reject is None
+
+
+@pytest.mark.parametrize(
+    ("shape", "view"),
+    [
+        ((720, 1280), (144, 1280)),  # 20x20 thumbnail pixels each: every 5th row, 4 per thumbnail row
+        ((1080, 1920), (180, 1920)),  # every 6th row
+        ((234, 416), (216, 384)),  # the letterboxed 720p frame: centred crop to 6x6, all rows
+        ((36, 64), (36, 64)),  # the thumbnail size itself
+        ((30, 50), (30, 50)),  # smaller than the thumbnail: as it is
+        ((37, 129), (36, 128)),
+    ],
+)
+def test_the_thumbnail_source_is_a_whole_multiple_of_the_thumbnail(
+    shape: tuple[int, int], view: tuple[int, int]
+) -> None:
+    image = np.zeros((*shape, 3), np.uint8)
+    source = thumbnail_source(image)
+    assert source.shape[:2] == view
+    assert np.shares_memory(source, image)  # a view, no copy
+    thumb_w, thumb_h = THUMB_SIZE
+    if shape[0] >= thumb_h and shape[1] >= thumb_w:
+        assert source.shape[0] % thumb_h == 0 and source.shape[1] % thumb_w == 0
+
+
+@pytest.mark.parametrize(("content", "reject"), [("black", "black"), ("grey", "covered"), ("textured", None)])
+def test_given_content_is_what_the_content_checks_look_at(content: str, reject: str | None) -> None:
+    # The detection loop passes its letterboxed copy; the full-size frame is then not read.
+    images = {
+        "black": np.zeros((48, 64, 3), np.uint8),
+        "grey": np.full((48, 64, 3), 128, np.uint8),
+        "textured": textured(5),
+    }
+    sanity = FrameSanity(SanityOptions(), live=False)
+    verdict = sanity.check(frame(0, 0, textured(1, (96, 128))), content=images[content])
+    assert verdict.reject == reject
