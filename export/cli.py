@@ -44,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     onnx = sub.add_parser("onnx", help="checkpoint folder -> ONNX with the ModelSpec in its metadata")
     onnx.add_argument("--weights", required=True, type=Path, help="checkpoint folder (edge-train output)")
     onnx.add_argument(
-        "--img", type=_img_size, default=416, help="input size in pixels: N or H,W (default 416)"
+        "--img",
+        type=_img_size,
+        default=None,
+        help="input size in pixels: N or H,W (default: the checkpoint's own, i.e. its training size or "
+        "a Darknet cfg's width/height)",
     )
     batch = onnx.add_mutually_exclusive_group()
     batch.add_argument("--batch", type=int, default=1, help="static batch size (default 1)")

@@ -114,7 +114,7 @@ def export_onnx(
 def export_checkpoint(
     ckpt_dir: str | Path,
     out: str | Path,
-    img: int | tuple[int, int],
+    img: int | tuple[int, int] | None,
     batch: int = 1,
     dynamic: bool = False,
     half: bool = False,
@@ -123,8 +123,11 @@ def export_checkpoint(
     opset: int = DEFAULT_OPSET,
     exporter: str = "torchscript",
 ) -> Path:
-    """Load a checkpoint folder (``stopsign.train.checkpoint``) and export it at ``img`` pixels."""
+    """Load a checkpoint folder (``stopsign.train.checkpoint``) and export it at ``img`` pixels
+    (None: the input size in its spec.json: the training size, or a Darknet cfg's width/height)."""
     checkpoint = load_checkpoint(ckpt_dir)
+    if img is None:
+        img = checkpoint.spec.input_size
     size = (img, img) if isinstance(img, int) else (int(img[0]), int(img[1]))
     spec = checkpoint.spec.replace(input_size=size)  # replace() re-validates: size vs strides
     return export_onnx(checkpoint.model, spec, out, batch, dynamic, half, simplify, nms, opset, exporter)

@@ -20,6 +20,12 @@ def test_onnx_subcommand(checkpoint_dir, tmp_path, capsys):
     assert "sha256" in capsys.readouterr().out
 
 
+def test_onnx_without_img_takes_the_checkpoints_input_size(checkpoint_dir, spec, tmp_path):
+    out = tmp_path / "m.onnx"
+    assert main(["onnx", "--weights", str(checkpoint_dir), "--out", str(out)]) == 0
+    assert read_spec_from_onnx(out).input_size == spec.input_size != (416, 416)
+
+
 def test_nms_subcommand(checkpoint_dir, tmp_path):
     out = tmp_path / "m.onnx"
     assert main(["onnx", "--weights", str(checkpoint_dir), "--img", "128", "--nms", "--out", str(out)]) == 0
