@@ -114,7 +114,7 @@ def export_onnx(
 def export_checkpoint(
     ckpt_dir: str | Path,
     out: str | Path,
-    img: int | tuple[int, int] | None,
+    img: int | tuple[int, int] | None = None,
     batch: int = 1,
     dynamic: bool = False,
     half: bool = False,
