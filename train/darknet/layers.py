@@ -153,9 +153,13 @@ class DarknetHead(nn.Module):
     logistic activation has already squashed every value: ``cx = (tx * s - (s - 1) / 2 + grid_x) *
     stride``, ``w = (2 * tw) ** 2 * anchor_w``, probabilities as they are.
 
-    Training: per-level maps (batch, na, ny, nx, 5 + nc) (logits unless new_coords). Inference:
-    (batch, levels x na x ny x nx, 5 + nc) with cx, cy, w, h in input pixels (anchor-major within a
-    level, levels in cfg order); with ``export`` False, (that, the per-level maps).
+    Training: per-level maps (batch, na, ny, nx, 5 + nc) of logits. A ``new_coords=1`` level's
+    convolution outputs probabilities; its map is given as their logits (``torch.logit``, clamped at
+    1e-6), so the trainer's BCE-with-logits and :meth:`box_in_cell` treat every level alike and the
+    gradient still flows through the convolution's logistic. Inference: (batch, levels x na x ny x
+    nx, 5 + nc) with cx, cy, w, h in input pixels (anchor-major within a level, levels in cfg
+    order), decoded from the convolutions' own outputs; with ``export`` False, (that, the per-level
+    maps).
 
     Attributes mirror YOLOv5's Detect where the trainer reads them: ``nc``, ``no``, ``nl``,
     ``na``, ``anchors`` (nl, na, 2) in grid units, ``stride`` (nl,), ``export``.
@@ -189,9 +193,12 @@ class DarknetHead(nn.Module):
             bs, _, ny, nx = x.shape
             maps.append(x.view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous())
         if self.training:
-            return maps
+            return self._as_logits(maps)
         decoded = torch.cat([self._decode(m, level) for level, m in enumerate(maps)], dim=1)
-        return decoded if self.export else (decoded, maps)
+        return decoded if self.export else (decoded, self._as_logits(maps))
+
+    def _as_logits(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [torch.logit(m, eps=1e-6) if self.new_coords[level] else m for level, m in enumerate(maps)]
 
     @property
     def reaches_neighbours(self) -> bool:
@@ -204,14 +211,14 @@ class DarknetHead(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Training-time decode of picked rows (m, 4) -> xy from the cell corner and wh, in grid
         units (``anchor_wh`` in grid units too): the inference decode, before the grid and stride.
-        ``exp`` is clamped (e^6 = 403x the anchor) so an early wild logit cannot overflow."""
-        if self.new_coords[level]:
-            raise NotImplementedError(
-                "training a new_coords=1 yolo layer (logistic outputs) is not supported"
-            )
+        ``exp`` is clamped (e^6 = 403x the anchor) so an early wild logit cannot overflow; a
+        ``new_coords=1`` level's width is ``(2 p)^2`` anchors, bounded by 4 already."""
         s = self.scale_x_y[level]
         xy = logits[:, :2].sigmoid() * s - 0.5 * (s - 1)
-        wh = torch.exp(logits[:, 2:4].clamp(max=6.0)) * anchor_wh
+        if self.new_coords[level]:
+            wh = (2 * logits[:, 2:4].sigmoid()) ** 2 * anchor_wh
+        else:
+            wh = torch.exp(logits[:, 2:4].clamp(max=6.0)) * anchor_wh
         return xy, wh
 
     def _decode(self, x: torch.Tensor, level: int) -> torch.Tensor:

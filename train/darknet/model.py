@@ -255,10 +255,11 @@ class DarknetModel(nn.Module):
     @torch.no_grad()
     def _initialize_biases(self) -> None:
         """YOLOv5's priors on the convolutions feeding the yolo layers (a random start trains
-        faster with them; imported weights overwrite them): ~8 objects per 640x640 image, 0.6/nc."""
+        faster with them; imported weights overwrite them): ~8 objects per 640x640 image, 0.6/nc.
+        A ``new_coords=1`` level's logistic comes after the bias, so the same prior holds."""
         for level, index in enumerate(self.yolo_layers):
             feeder = self.layers[index - 1]
-            if not isinstance(feeder, DarknetConv) or feeder.conv.bias is None or self.head.new_coords[level]:
+            if not isinstance(feeder, DarknetConv) or feeder.conv.bias is None:
                 continue
             bias = feeder.conv.bias.view(self.head.na, -1)
             bias[:, 4] += math.log(8 / (640 / float(self.head.stride[level])) ** 2)

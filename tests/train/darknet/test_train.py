@@ -14,7 +14,7 @@ from stopsign.edge.letterbox import resize_for_spec, to_network_input
 from stopsign.train.checkpoint import load_checkpoint
 from stopsign.train.cli import main
 from stopsign.train.config import Hyp
-from stopsign.train.darknet.model import DarknetModel
+from stopsign.train.darknet.model import CFGS_DIR, DarknetModel
 from stopsign.train.dataset import ImageStore, load_data_spec
 from stopsign.train.loader import YoloDataset, collate
 from stopsign.train.loss import YoloLoss
@@ -60,10 +60,63 @@ def test_box_decode_of_the_loss_is_the_heads(tiny_data: Path) -> None:
     torch.testing.assert_close(decoded[2:4], wh[0] * stride)
 
 
+def scaled_cfg(folder: Path) -> Path:
+    """yolov4-tiny with the scaled-YOLOv4 head: logistic head convolutions, new_coords=1,
+    scale_x_y=2 (so targets also go to neighbouring cells)."""
+    text = (CFGS_DIR / "yolov4-tiny.cfg").read_text().replace("activation=linear", "activation=logistic")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "yolov4-tiny.cfg"
+    path.write_text(text.replace("scale_x_y=1.05", "scale_x_y=2.0\nnew_coords=1"))
+    return path
+
+
+def test_new_coords_trains_with_the_heads_decode(tiny_data: Path, tmp_path: Path) -> None:
+    """A new_coords=1 head: the loss gets logits of the logistic outputs and decodes boxes as the
+    exported graph does ((2p)^2 anchors), targets reach neighbouring cells, and the loss falls."""
+    model = DarknetModel(scaled_cfg(tmp_path), nc=1).eval()
+    head = model.detect
+    assert all(head.new_coords) and head.reaches_neighbours
+    probabilities = torch.tensor([[0.7, 0.2, 0.6, 0.3]])
+    anchor = head.anchors[1][:1]
+    loss_fn = YoloLoss.for_model(model, Hyp(), IMG)
+    assert loss_fn.neighbours
+    xy, wh = loss_fn.box_decoder(torch.logit(probabilities), anchor, 1)
+    maps = torch.full((1, 3, 4, 4, 6), 0.5)
+    maps[0, 0, 2, 1, :4] = probabilities[0]
+    decoded = head._decode(maps, 1).view(3, 4, 4, 6)[0, 2, 1]
+    stride = float(head.stride[1])
+    torch.testing.assert_close(decoded[:2], (xy[0] + torch.tensor([1.0, 2.0])) * stride)
+    torch.testing.assert_close(decoded[2:4], wh[0] * stride)
+    torch.testing.assert_close(wh[0], (2 * probabilities[0, 2:4]) ** 2 * anchor[0])
+
+    spec = load_data_spec(tiny_data, check=False)
+    dataset = YoloDataset(spec.train, ImageStore(spec.train.images, IMG), IMG, Hyp(), augment=False)
+    images, targets, _ = collate([dataset[i] for i in range(2)])
+    torch.manual_seed(0)
+    model.train()
+    outputs = model(images.float() / 255)
+    probs = torch.sigmoid(outputs[0])
+    assert (
+        float(probs.min()) >= 1e-6 - 1e-9 and float(probs.max()) <= 1 - 1e-6 + 1e-9
+    )  # logits of probabilities
+    optimizer = build_optimizer(model, "SGD", Hyp(), 5e-4)
+    losses = []
+    for _ in range(60):
+        loss, _ = loss_fn(model(images.float() / 255), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert all(np.isfinite(losses))
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5, losses
+
+
 @pytest.mark.timeout(300)
-def test_trained_yolov4_tiny_round_trips_through_export_darknet(draw_data, tmp_path: Path) -> None:
+@pytest.mark.parametrize("head", ["yolov4-tiny", "scaled"])
+def test_trained_yolov4_tiny_round_trips_through_export_darknet(head: str, draw_data, tmp_path: Path) -> None:
     data = draw_data(tmp_path / "data", n_train=8, n_val=4, n_confusers=1)
-    argv = ["train", "--cfg", "yolov4-tiny.cfg", "--weights", "", "--img", str(IMG), "--batch", "4",
+    cfg_arg = "yolov4-tiny.cfg" if head == "yolov4-tiny" else str(scaled_cfg(tmp_path / "cfg"))
+    argv = ["train", "--cfg", cfg_arg, "--weights", "", "--img", str(IMG), "--batch", "4",
             "--epochs", "1", "--workers", "0", "--device", "cpu", "--data", str(data),
             "--project", str(tmp_path / "runs"), "--name", "dn", "--seed", "1"]  # fmt: skip
     assert main(argv) == 0
@@ -77,6 +130,7 @@ def test_trained_yolov4_tiny_round_trips_through_export_darknet(draw_data, tmp_p
     cfg = out.with_suffix(".cfg")
     text = cfg.read_text()
     assert f"width={IMG}" in text and f"height={IMG}" in text and "letter_box=1" in text
+    assert ("new_coords=1" in text) == (head == "scaled")
     assert out.with_suffix(".names").read_text() == "stop_sign\n"
 
     spec = load_data_spec(data, check=False)
