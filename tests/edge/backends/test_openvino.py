@@ -210,6 +210,46 @@ def test_int8_on_openvino_announces_what_int8_on_onnxruntime_does(drive: str) ->
     assert all(abs(a[1] - b[1]) <= 1 for a, b in zip(lines["openvino"], lines["onnxruntime"]))
 
 
+def _matched_score_gaps(a: list[dict], b: list[dict]) -> list[float]:
+    """|score difference| of the detections of two replays' frame lines, matched per frame at IoU >= 0.5."""
+    from stopsign.edge.postprocess import box_iou
+
+    gaps = []
+    frames_b = {line["frame"]: line["detections"] for line in b if line["kind"] == "frame"}
+    for line in (x for x in a if x["kind"] == "frame"):
+        ours, theirs = line["detections"], frames_b.get(line["frame"], [])
+        if not ours or not theirs:
+            continue
+        iou = box_iou(np.array([d["xyxy"] for d in ours]), np.array([d["xyxy"] for d in theirs]))
+        for i, j in enumerate(iou.argmax(axis=1)):
+            if iou[i, j] >= 0.5:
+                gaps.append(abs(ours[i]["score"] - theirs[j]["score"]))
+    return gaps
+
+
+def test_int8_runtimes_differ_less_than_int8_differs_from_fp32() -> None:
+    """Why INT8 replays are not held to the 0.02 score tolerance across runtimes: OpenVINO's INT8
+    kernels and ONNX Runtime's float emulation of the same Q/DQ file round differently, but by less
+    than INT8 itself moves scores from FP32 (measured: p90 0.037 against 0.066, max 0.093 against
+    0.127 over the 4 sample drives); the events are the same (the test above)."""
+    from stopsign.edge.artifacts import sha256_file
+    from stopsign.edge.replay.expected import expected_path, read_expected
+    from stopsign.edge.replay.runner import replay
+
+    across, quantised = [], []
+    for drive in DRIVES:
+        folder = SHIPPED.parents[1] / "samples" / "drives" / drive
+        ort = _lines(replay(folder, SHIPPED / "stopsign.int8.onnx", "onnxruntime"))
+        ov = _lines(replay(folder, SHIPPED / "stopsign.int8.onnx", "openvino"))
+        fp32 = read_expected(expected_path(folder, sha256_file(SHIPPED / "stopsign.onnx")))
+        across += _matched_score_gaps(ov, ort)
+        quantised += _matched_score_gaps(ort, fp32)
+    assert len(across) > 100 and len(quantised) > 100
+    assert np.percentile(across, 50) < 0.01
+    assert np.percentile(across, 90) < np.percentile(quantised, 90)
+    assert max(across) < max(quantised)
+
+
 def _lines(result) -> list[dict]:
     from stopsign.edge.replay.expected import to_lines
 
