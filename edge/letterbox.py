@@ -43,19 +43,14 @@ class LetterboxTransform:
 
     def to_source(self, xyxy: np.ndarray) -> np.ndarray:
         """Network-input boxes (n, 4) -> source pixels, clipped to the source image. In place."""
+        # Whole-array operations with per-column operands: a few calls, as this runs on every frame.
         sx, sy = self.scale_xy
-        xyxy[:, [0, 2]] -= self.pad_x
-        xyxy[:, [1, 3]] -= self.pad_y
-        if sx == sy:
-            xyxy /= sx
-        else:
-            xyxy[:, [0, 2]] /= sx
-            xyxy[:, [1, 3]] /= sy
         h, w = self.source_size
-        xyxy[:, 0].clip(0, w, out=xyxy[:, 0])
-        xyxy[:, 2].clip(0, w, out=xyxy[:, 2])
-        xyxy[:, 1].clip(0, h, out=xyxy[:, 1])
-        xyxy[:, 3].clip(0, h, out=xyxy[:, 3])
+        dtype = xyxy.dtype
+        xyxy -= np.array((self.pad_x, self.pad_y, self.pad_x, self.pad_y), dtype)
+        xyxy /= np.array((sx, sy, sx, sy), dtype) if sx != sy else dtype.type(sx)
+        np.maximum(xyxy, 0, out=xyxy)
+        np.minimum(xyxy, np.array((w, h, w, h), dtype), out=xyxy)
         return xyxy
 
     def to_network(self, xyxy: np.ndarray) -> np.ndarray:
