@@ -69,7 +69,7 @@ def nms(
     ranked = boxes[order]
     if n > MATRIX_NMS_MAX_BOXES:
         return order[_greedy_rows(ranked, iou_threshold, max_keep)]
-    suppresses = box_iou(ranked, ranked) > iou_threshold
+    suppresses: np.ndarray = box_iou(ranked, ranked) > iou_threshold
     suppresses &= _strictly_upper(n)
     if not suppresses.any():
         return order[:max_keep]
