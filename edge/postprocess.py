@@ -75,7 +75,7 @@ def nms(
         return order[:max_keep]
     keep = np.ones(n, dtype=bool)
     for _ in range(n):  # bounded by the chain length; exits at the fixed point
-        new_keep: np.ndarray = ~(suppresses & keep[:, None]).any(axis=0)
+        new_keep = ~np.asarray((suppresses & keep[:, None]).any(axis=0))
         if np.array_equal(new_keep, keep):
             break
         keep = new_keep
