@@ -252,12 +252,12 @@ class DetectionLoop:
             # The source was down (a camera link dropped): hold the tracks or end them.
             self._forward(self.tracker.bridge_gap(frame.gap_ns, frame.index, timestamp))
         host_path = not (self.backend.frame_path and not self.config.tiles.enabled)
-        network_input = None
+        network_input, replanned = None, False
         if host_path:
             planned_for = self._batcher.frame_hw
             network_input = self._batcher(frame.image)
-            if self._batcher.frame_hw != planned_for and self.config.tiles.enabled:
-                self._announce_tiles()
+            replanned = self._batcher.frame_hw != planned_for and self.config.tiles.enabled
+        reject = None
         if self._sanity is not None:
             # The content checks look at the letterboxed copy when there is one: a second pass
             # over a 720p frame cost ~0.2 ms and evicted the model's data from the cache.
@@ -267,9 +267,12 @@ class DetectionLoop:
                 self.channel.emit(kind, fields)
             if verdict.reset_tracking and self.tracker is not None:
                 self._forward(self.tracker.reset(verdict.notices[0][0], frame.index, timestamp))
-            if verdict.reject is not None:
-                self._reject(frame, verdict.reject, timings, t0)
-                return
+            reject = verdict.reject
+        if replanned:  # after a caps_change notice, which says why the plan changed
+            self._announce_tiles()
+        if reject is not None:
+            self._reject(frame, reject, timings, t0)
+            return
         detections: Detections | None
         if network_input is None:
             # Letterbox, model and NMS in one device call: it all counts as infer. With tiles the
