@@ -27,11 +27,9 @@ DEVICE=${DEVICE:-}
 work=${WORK:-/tmp/stopsign_gpu}
 export PYTHONUNBUFFERED=1
 
-# The repository is laid out as the `stopsign` namespace by pyproject's package map; without an
-# install, a folder of links gives Python the same view.
-mkdir -p "$work/ns/stopsign"
-for p in edge train export calibration; do ln -sfn "$root/$p" "$work/ns/stopsign/$p"; done
-export PYTHONPATH="$work/ns${PYTHONPATH:+:$PYTHONPATH}"
+# shellcheck source=recipes/lib/namespace.sh
+. "$root/recipes/lib/namespace.sh"
+stopsign_namespace "$root" "$work"
 py=${PYTHON:-python3}
 
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader

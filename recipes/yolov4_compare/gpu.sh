@@ -28,11 +28,9 @@ MODELS=${MODELS:-yolov4-tiny.cfg yolov5n}
 work=${WORK:-/tmp/stopsign_cmp}
 export PYTHONUNBUFFERED=1
 
-# The repository is the `stopsign` namespace through pyproject's package map; without an install,
-# a folder of links gives Python the same view (as train_gpu.sh).
-mkdir -p "$work/ns/stopsign"
-for p in edge train export calibration; do ln -sfn "$root/$p" "$work/ns/stopsign/$p"; done
-export PYTHONPATH="$work/ns${PYTHONPATH:+:$PYTHONPATH}"
+# shellcheck source=recipes/lib/namespace.sh
+. "$root/recipes/lib/namespace.sh"
+stopsign_namespace "$root" "$work"
 py=${PYTHON:-python3}
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $py -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || exit 1
