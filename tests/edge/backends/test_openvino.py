@@ -470,3 +470,28 @@ def test_edge_bench_times_openvino_on_the_input_the_loop_gives_it() -> None:
 
     run = bench_model(SHIPPED / "stopsign.onnx", "openvino", 5, warmup=1, batch=2, threads=2)
     assert run.to_dict()["model_input"] == "uint8" and run.batch == 2 and len(run.latencies_ms) == 5
+
+
+def test_qdq_drift_bench_finds_openvino_off_the_qdq_graph_by_rounding(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """bench/qdq_runtime_drift.py on a few frames: ONNX Runtime is the Q/DQ reference, OpenVINO is
+    off it, and the input quantisation (the first cut) is exact on both."""
+    import importlib.util
+
+    script_path = SHIPPED.parents[1] / "bench" / "qdq_runtime_drift.py"
+    spec = importlib.util.spec_from_file_location("qdq_runtime_drift", script_path)
+    script = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(script)
+    assert script.main(["--every", "40", "--layers", "48"]) == 0
+    out = capsys.readouterr().out
+    rows = {
+        line.split(" | ")[0].strip("| "): line.split(" | ")[1:]
+        for line in out.splitlines()
+        if line.startswith("| ")
+    }
+    assert float(rows["onnxruntime INT8 (as the backend runs it)"][-1].strip(" |")) < 1e-3
+    assert float(rows["openvino INT8 (the project's backend)"][-1].strip(" |")) > 0
+    assert rows["0"][-1].strip(" |") == "0"  # `images`: the input's quantisation is the same
+    assert "48" in rows  # the last cut, the head's output

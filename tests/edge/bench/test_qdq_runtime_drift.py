@@ -1,0 +1,46 @@
+"""bench/qdq_runtime_drift.py: the reference is the Q/DQ graph's own meaning, and ONNX Runtime is it.
+
+The OpenVINO half of the script runs in OpenVINO's own test process (test_openvino.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+SCRIPT = Path(__file__).resolve().parents[3] / "bench" / "qdq_runtime_drift.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("qdq_runtime_drift", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_onnxruntime_runs_the_shipped_int8_file_exactly_as_its_qdq_graph_defines() -> None:
+    # Why INT8 replays are compared against ONNX Runtime: with its graph optimisations on (as the
+    # backend runs it) it gives what the Q/DQ operators define, to float rounding.
+    script = load_script()
+    inputs = script.network_inputs(script.drive_frames(every=30), 416)
+    model = script.ASSETS / "stopsign.int8.onnx"
+    exact = script.run_onnxruntime(model, inputs, exact=True)
+    optimised = script.run_onnxruntime(model, inputs, exact=False)
+    assert len(inputs) >= 8
+    assert np.abs(script.scores(optimised) - script.scores(exact)).max() < 1e-4
+    fp32 = script.run_onnxruntime(script.ASSETS / "stopsign.onnx", inputs, exact=False)
+    assert np.abs(script.scores(fp32) - script.scores(exact)).max() > 0.01  # the reference is INT8
+
+
+def test_the_score_table_reads_every_run_against_the_reference() -> None:
+    script = load_script()
+    raw = np.zeros((2, 4, 6), np.float32)
+    raw[..., 4], raw[..., 5] = 0.5, 1.0
+    other = raw.copy()
+    other[0, 0, 4] = 0.8
+    lines = script.score_table({"reference": raw, "same": raw.copy(), "other": other})
+    rows = [line for line in lines if line.startswith("| ") and "run" not in line]
+    # 8 anchors above the floor, one off by 0.3: the interpolated p90 is 0.09.
+    assert rows == ["| same | 0.0000 | 0.0000 | 0.0000 |", "| other | 0.0000 | 0.0900 | 0.3000 |"]
