@@ -1,6 +1,7 @@
 """``edge-replay``: replay recorded drives through a model and check them against expected outputs.
 
     edge-replay DRIVE/                         compare with DRIVE/expected/<model sha[:16]>.jsonl
+                                               (INT8/FP16: <model sha[:16]>.<runtime>.jsonl)
     edge-replay DRIVE/ --update-expected       (re)write the expected outputs for this model
     edge-replay DRIVE/ --expected FILE         compare with a given file
     edge-replay DRIVE/ --realtime              recorded speed, live-mode frame skipping
@@ -24,7 +25,7 @@ from stopsign.edge.replay.expected import (
     ExpectedError,
     Tolerance,
     compare,
-    expected_path,
+    expected_for,
     read_expected,
     to_lines,
     write_expected,
@@ -48,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model", type=Path, default=SHIPPED_MODEL, help=f"model (default: the shipped {SHIPPED_MODEL.name})"
     )
-    p.add_argument("--backend", default="auto", help="auto (the given file: never a model beside it), onnxruntime, openvino, torch or tensorrt")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        help="auto (the given file: never a model beside it), onnxruntime, openvino, torch or tensorrt",
+    )
     p.add_argument("--conf", type=float, default=0.25, help="confidence floor of recorded detections")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--expected", type=Path, help="expected outputs to compare with (one drive)")
@@ -69,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check(drive: Path, result: ReplayResult, args: argparse.Namespace, tolerance: Tolerance) -> int:
-    path = args.expected or expected_path(drive, result.model_sha256)
+    path = args.expected or expected_for(result)
     expected = read_expected(path)
     diffs = compare(expected, to_lines(result), tolerance)
     if not diffs:

@@ -1,8 +1,16 @@
 """Expected replay outputs on disk, and their comparison with a fresh replay.
 
-``DRIVE/expected/<model sha256[:16]>.jsonl``: a header line naming the model, one line per frame
-(detections and confirmed tracks) and one per event. Comparison ignores timing fields and allows
-a tolerance on boxes (IoU) and scores, so it holds across machines and ONNX Runtime builds.
+``DRIVE/expected/<model sha256[:16]>.jsonl``: a header line naming the model (and the runtime and
+precision that made it), one line per frame (detections and confirmed tracks) and one per event.
+Comparison ignores timing fields and allows a tolerance on boxes (IoU) and scores, so it holds
+across machines, ONNX Runtime builds and, for FP32 models, runtimes.
+
+A model that runs in reduced precision (INT8, FP16) has expected outputs per runtime,
+``<sha256[:16]>.<runtime>.jsonl``: each runtime's kernels round the same graph their own way, and
+the differences grow with depth (an INT8 Q/DQ file on OpenVINO against ONNX Runtime: scores up to
+0.1 apart, ``bench/qdq_runtime_drift.py``), beyond any tolerance that would still catch a
+regression. A file without the runtime in its name is used for such a model only when its header
+names the same runtime or none (files made before there were per-runtime ones).
 """
 
 from __future__ import annotations
@@ -46,15 +54,57 @@ class Tolerance:
         return tolerance
 
 
-def expected_path(drive: Path, model_sha256: str) -> Path:
-    return Path(drive) / "expected" / f"{model_sha256[:16]}.jsonl"
+def expected_path(drive: Path, model_sha256: str, runtime: str | None = None) -> Path:
+    """``<sha256[:16]>.jsonl``, or with ``runtime`` ``<sha256[:16]>.<runtime>.jsonl``."""
+    name = f"{model_sha256[:16]}.{runtime}" if runtime else model_sha256[:16]
+    return Path(drive) / "expected" / f"{name}.jsonl"
+
+
+def runtime_specific(result: ReplayResult) -> bool:
+    """Whether ``result``'s outputs belong to its runtime alone (reduced precision; see the module)."""
+    return bool(result.runtime) and result.precision != "fp32"
+
+
+def expected_for(result: ReplayResult) -> Path:
+    """The expected-output file to compare ``result`` with, or to write (it may not exist yet)."""
+    shared = expected_path(result.drive, result.model_sha256)
+    if not runtime_specific(result):
+        return shared
+    own = expected_path(result.drive, result.model_sha256, result.runtime)
+    if own.is_file() or not shared.is_file():
+        return own
+    made_on = _header(shared).get("runtime")
+    return shared if made_on in (None, result.runtime) else own
+
+
+def missing_hint(path: Path) -> str:
+    """What to say when ``path`` does not exist: the other runtimes' files for the same model, if any."""
+    sha16 = path.name.split(".", 1)[0]
+    others = sorted(p.name for p in path.parent.glob(f"{sha16}.*jsonl") if p != path)
+    if not others:
+        return ""
+    return (
+        f" (this model has {', '.join(others)}: reduced-precision outputs differ between runtimes; "
+        "compare with one of them with --expected FILE and a looser --tolerance, or create this one)"
+    )
+
+
+def _header(path: Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as f:
+        first = f.readline()
+    try:
+        header = json.loads(first)
+    except json.JSONDecodeError:
+        return {}
+    return header if isinstance(header, dict) else {}
 
 
 def to_lines(result: ReplayResult) -> list[dict[str, Any]]:
     names = result.spec.class_names
     lines: list[dict[str, Any]] = [
         {"kind": "header", "version": FORMAT_VERSION, "model_sha256": result.model_sha256,
-         "drive": result.drive.name, "frames": len(result.frames)}
+         "drive": result.drive.name, "frames": len(result.frames), "runtime": result.runtime or None,
+         "precision": result.precision}
     ]  # fmt: skip
     for record in result.frames:
         lines.append({"kind": "frame", "frame": record.frame, "detections": record.detections.to_records(names),
@@ -64,14 +114,19 @@ def to_lines(result: ReplayResult) -> list[dict[str, Any]]:
 
 
 def write_expected(result: ReplayResult, path: Path | None = None) -> Path:
-    path = path or expected_path(result.drive, result.model_sha256)
+    if path is None:  # reduced precision: always this runtime's own file from now on
+        path = expected_path(
+            result.drive, result.model_sha256, result.runtime if runtime_specific(result) else None
+        )
     text = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in to_lines(result))
     return atomic_write_text(path, text)
 
 
 def read_expected(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
-        raise ExpectedError(f"{path}: no expected outputs for this model; create them with --update-expected")
+        raise ExpectedError(
+            f"{path}: no expected outputs for this model; create them with --update-expected{missing_hint(path)}"
+        )
     lines = []
     for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         try:

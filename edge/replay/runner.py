@@ -41,6 +41,9 @@ class ReplayResult:
     skipped: int = 0  # frames dropped in realtime mode
     # Recorded time (ns) of every frame of the drive, those skipped in realtime mode too.
     timestamps: list[int] = field(default_factory=list)
+    # What ran: the backend's name and the precision it computed in ("fp32", "fp16", "int8").
+    runtime: str = ""
+    precision: str = "fp32"
 
 
 def tracker_config_for(
@@ -82,7 +85,10 @@ def replay(
     drive = open_drive(folder)
     images = read_frames(drive)
     runner, spec = load_backend(Path(model), backend, threads)
-    result = ReplayResult(Path(folder), sha256_file(model), spec, timestamps=[t for _, t in drive.timestamps])
+    result = ReplayResult(
+        Path(folder), sha256_file(model), spec, timestamps=[t for _, t in drive.timestamps], runtime=runner.name,
+        precision=str(runner.describe().get("precision") or spec.precision),
+    )  # fmt: skip
     intrinsics = CameraIntrinsics.from_meta(drive.meta)
     centre = None
     if intrinsics is not None and intrinsics.cx is not None and intrinsics.cy is not None:

@@ -178,18 +178,40 @@ def test_the_shipped_int8_ir_replays_to_its_outputs_with_the_fp32_events(drive: 
     (kind and track, in order) as the FP32 model, each at most 3 frames apart (night_approach:
     confirmed 2 frames earlier)."""
     from stopsign.edge.artifacts import sha256_file
-    from stopsign.edge.replay.expected import Tolerance, compare, expected_path, read_expected, to_lines
+    from stopsign.edge.replay.expected import (
+        Tolerance,
+        compare,
+        expected_for,
+        expected_path,
+        read_expected,
+        to_lines,
+    )
     from stopsign.edge.replay.runner import replay
 
     folder = SHIPPED.parents[1] / "samples" / "drives" / drive
     result = replay(folder, SHIPPED / "stopsign.openvino.xml", "openvino")
-    mine = read_expected(expected_path(folder, result.model_sha256))
+    assert expected_for(result).name.endswith(".openvino.jsonl")  # INT8: this runtime's own file
+    mine = read_expected(expected_for(result))
     diffs = compare(mine, to_lines(result), Tolerance.parse("iou=0.9,score=0.02"))
     assert not diffs, "; ".join(diffs[:5])
     fp32 = _events(read_expected(expected_path(folder, sha256_file(SHIPPED / "stopsign.onnx"))))
     int8 = _events(mine)
     assert [(kind, track) for kind, _, track in int8] == [(kind, track) for kind, _, track in fp32]
     assert all(abs(a[1] - b[1]) <= 3 for a, b in zip(int8, fp32)), (int8, fp32)
+
+
+@pytest.mark.parametrize("drive", DRIVES)
+def test_the_int8_qdq_file_replays_to_its_openvino_outputs(drive: str) -> None:
+    """The Q/DQ file has expected outputs per runtime; on OpenVINO it is the same graph as the IR
+    (the same rows), and the ONNX Runtime file of the same model is not the one compared with."""
+    from stopsign.edge.replay.expected import Tolerance, compare, expected_for, read_expected, to_lines
+    from stopsign.edge.replay.runner import replay
+
+    folder = SHIPPED.parents[1] / "samples" / "drives" / drive
+    result = replay(folder, SHIPPED / "stopsign.int8.onnx", "openvino")
+    path = expected_for(result)
+    assert path.name == f"{result.model_sha256[:16]}.openvino.jsonl"
+    assert not compare(read_expected(path), to_lines(result), Tolerance.parse("iou=0.9,score=0.02"))
 
 
 @pytest.mark.parametrize("drive", DRIVES)

@@ -13,7 +13,7 @@ import torch
 from stopsign.edge.cli import replay as replay_cli
 from stopsign.edge.detections import Detections
 from stopsign.edge.replay.drive import DriveError, DriveLabels, open_drive, read_frames
-from stopsign.edge.replay.expected import Tolerance, compare, to_lines
+from stopsign.edge.replay.expected import Tolerance, compare, expected_for, to_lines
 from stopsign.edge.replay.metrics import drive_metrics
 from stopsign.edge.replay.pytest_plugin import check_drive
 from stopsign.edge.replay.runner import FrameRecord, ReplayResult, replay
@@ -126,6 +126,63 @@ def test_plugin_check_skips_with_the_command_then_passes_then_fails(tmp_path: Pa
     expected.write_text("\n".join([*lines[:3], json.dumps(frame), *lines[4:]]) + "\n")
     with pytest.raises(AssertionError, match="frame 2 detections: expected"):
         check_drive(drive, model, Tolerance())
+
+
+SHA = "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("runtime", "precision", "files", "expected"),
+    [
+        # FP32 outputs hold across runtimes: one file per model, whatever ran it.
+        ("openvino", "fp32", {}, f"{SHA[:16]}.jsonl"),
+        ("openvino", "fp32", {f"{SHA[:16]}.openvino.jsonl": None}, f"{SHA[:16]}.jsonl"),
+        # Reduced precision: the runtime's own file, present or to be made.
+        ("openvino", "int8", {}, f"{SHA[:16]}.openvino.jsonl"),
+        ("onnxruntime", "int8", {f"{SHA[:16]}.openvino.jsonl": "openvino"}, f"{SHA[:16]}.onnxruntime.jsonl"),
+        ("tensorrt", "fp16", {f"{SHA[:16]}.jsonl": None, f"{SHA[:16]}.tensorrt.jsonl": "tensorrt"},
+         f"{SHA[:16]}.tensorrt.jsonl"),
+        # A file from before per-runtime names: used when its header names this runtime or none.
+        ("openvino", "int8", {f"{SHA[:16]}.jsonl": None}, f"{SHA[:16]}.jsonl"),
+        ("openvino", "int8", {f"{SHA[:16]}.jsonl": "openvino"}, f"{SHA[:16]}.jsonl"),
+        ("openvino", "int8", {f"{SHA[:16]}.jsonl": "onnxruntime"}, f"{SHA[:16]}.openvino.jsonl"),
+        # No runtime recorded (a result built by hand): the shared file.
+        ("", "int8", {}, f"{SHA[:16]}.jsonl"),
+    ],
+)  # fmt: skip
+def test_expected_outputs_are_per_runtime_only_for_reduced_precision(
+    tmp_path: Path, runtime: str, precision: str, files: dict[str, str | None], expected: str
+) -> None:
+    (tmp_path / "expected").mkdir()
+    for name, made_on in files.items():
+        header = {"kind": "header", "version": 1, "model_sha256": SHA, "drive": "d", "frames": 0}
+        if made_on is not None:
+            header["runtime"] = made_on
+        (tmp_path / "expected" / name).write_text(json.dumps(header) + "\n")
+    spec = ModelSpec(input_size=(SIZE, SIZE), class_names=["stop_sign"])
+    result = ReplayResult(tmp_path, SHA, spec, runtime=runtime, precision=precision)
+    assert expected_for(result).name == expected
+
+
+def test_int8_expected_outputs_are_written_per_runtime_and_missing_ones_name_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shipped Q/DQ file on ONNX Runtime: --update-expected writes <sha>.onnxruntime.jsonl with the
+    runtime in its header; with only another runtime's file, the error names it."""
+    int8 = Path(__file__).resolve().parents[3] / "edge" / "assets" / "stopsign.int8.onnx"
+    drive = make_drive(tmp_path / "drive", frames=6)
+    args = [str(drive), "--model", str(int8), "--backend", "onnxruntime"]
+    assert replay_cli.main([*args, "--update-expected"]) == 0
+    (written,) = (drive / "expected").iterdir()
+    assert written.name.endswith(".onnxruntime.jsonl")
+    header = json.loads(written.read_text().splitlines()[0])
+    assert (header["runtime"], header["precision"]) == ("onnxruntime", "int8")
+    assert replay_cli.main(args) == 0
+    written.rename(written.with_name(written.name.replace("onnxruntime", "openvino")))
+    capsys.readouterr()
+    assert replay_cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert ".onnxruntime.jsonl: no expected outputs" in err and ".openvino.jsonl" in err
 
 
 def test_missing_expected_says_how_to_create_it(tmp_path: Path, model: Path, capsys) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stopsign.edge.artifacts import sha256_file
 from stopsign.edge.cli import replay as replay_cli
 from stopsign.edge.replay.expected import to_lines
 from stopsign.edge.replay.runner import replay
@@ -34,6 +35,15 @@ def test_samples_exist() -> None:
 @pytest.mark.parametrize("drive", SAMPLE_DRIVES, ids=[d.name for d in SAMPLE_DRIVES])
 def test_sample_drive_matches_expected(drive: Path, replay_check) -> None:
     replay_check(drive)
+
+
+@pytest.mark.parametrize("drive", SAMPLE_DRIVES, ids=[d.name for d in SAMPLE_DRIVES])
+def test_sample_drive_matches_expected_with_the_int8_file(drive: Path, replay_check) -> None:
+    """The shipped Q/DQ file on ONNX Runtime (what ``auto`` runs a given .onnx on): INT8 outputs are
+    per runtime, so this compares with ``<sha>.onnxruntime.jsonl``, not OpenVINO's file."""
+    int8 = SHIPPED.with_name("stopsign.int8.onnx")
+    assert (drive / "expected" / f"{sha256_file(int8)[:16]}.onnxruntime.jsonl").is_file()
+    replay_check(drive, int8)
 
 
 def test_user_drives(recorded_drive: Path, replay_check) -> None:
