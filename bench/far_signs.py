@@ -251,7 +251,15 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.video_tiles:
         rows.append(
-            evaluate(args.model, entries, TileConfig("auto"), args.threshold, args.threads, still=False)
+            evaluate(
+                args.model,
+                entries,
+                TileConfig("auto"),
+                args.threshold,
+                args.threads,
+                still=False,
+                backend_name=args.backend,
+            )
         )
     table = markdown(rows)
     print(table)
