@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def markdown(runs: list[BenchRun]) -> str:
-    lines = ["| mode | backend | precision | img | tiles | batch | frames | FPS | p50 ms | p90 ms | p99 ms | max ms | CPU ms/frame | stages p50 ms (pre/infer/post/track) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| mode | backend | precision | img | tiles | batch | frames | FPS | p50 ms | p90 ms | p99 ms | max ms | CPU ms/frame | stages p50 ms (pre/infer/post/track) | file |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for run in runs:
         lat = run.latency_summary()
         st = run.stages_ms
@@ -101,28 +101,48 @@ def markdown(runs: list[BenchRun]) -> str:
         cpu = f"{run.cpu_ms_per_frame:.1f}" if run.cpu_ms_per_frame is not None else "-"
         tiles = run.tiles if run.mode == "e2e" else "-"
         lines.append(f"| {run.mode} | {run.backend} | {run.precision} | {run.img} | {tiles} | {run.batch} | {run.frames} | "
-                     f"{run.fps:.1f} | {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {lat['max']:.2f} | {cpu} | {stages} |")  # fmt: skip
+                     f"{run.fps:.1f} | {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {lat['max']:.2f} | {cpu} | {stages} | {Path(run.model).name} |")  # fmt: skip
     return "\n".join(lines)
 
 
+def run_label(run: BenchRun) -> str:
+    """One line naming a configuration: mode, backend, precision, file, size, batch, tiles."""
+    tiles = f" tiles {run.tiles}" if run.mode == "e2e" and run.tiles != "none" else ""
+    name = f" {Path(run.model).name}" if run.model else ""
+    return f"{run.mode} {run.backend} {run.precision}{name} {run.img}px batch {run.batch}{tiles}"
+
+
 def plot(runs: list[BenchRun], out: Path) -> None:
+    """A summary (p50 bar, p99 whisker per configuration) above one latency histogram per configuration."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(runs), 1, figsize=(8, 2.2 * len(runs)), squeeze=False)
-    for ax, run in zip(axes[:, 0], runs):
-        ax.hist(run.latencies_ms, bins=50, color="tab:blue" if run.mode == "model" else "tab:orange")
+    summary_height = 0.8 + 0.32 * len(runs)
+    fig, axes = plt.subplots(
+        len(runs) + 1, 1, figsize=(8, summary_height + 2.2 * len(runs)), squeeze=False,
+        gridspec_kw={"height_ratios": [summary_height] + [2.2] * len(runs)},
+    )  # fmt: skip
+    colours = ["tab:blue" if run.mode == "model" else "tab:orange" for run in runs]
+    summary = axes[0, 0]
+    p50 = [run.latency_summary()["p50"] for run in runs]
+    p99 = [run.latency_summary()["p99"] for run in runs]
+    rows = list(range(len(runs)))
+    summary.barh(
+        rows, p50, color=colours, xerr=[[0] * len(runs), [b - a for a, b in zip(p50, p99)]], capsize=3
+    )
+    summary.set_yticks(rows, [run_label(run) for run in runs], fontsize=7)
+    summary.invert_yaxis()
+    summary.set_xlabel("latency (ms): bar p50, whisker p99; blue model only, orange end to end", fontsize=8)
+    for ax, run, colour in zip(axes[1:, 0], runs, colours):
+        ax.hist(run.latencies_ms, bins=50, color=colour)
         lat = run.latency_summary()
         for key, style in (("p50", "-"), ("p99", "--")):
             ax.axvline(
                 lat[key], color="black", linestyle=style, linewidth=1, label=f"{key} {lat[key]:.1f} ms"
             )
-        tiles = f" tiles {run.tiles}" if run.mode == "e2e" and run.tiles != "none" else ""
-        ax.set_title(
-            f"{run.mode} {run.backend} {run.precision} {run.img}px batch {run.batch}{tiles}", fontsize=9
-        )
+        ax.set_title(run_label(run), fontsize=9)
         ax.legend(fontsize=7)
     axes[-1, 0].set_xlabel("latency (ms)")
     fig.tight_layout()
