@@ -7,26 +7,12 @@ small tmpfs, so they run only as root (CI runs as root here) and skip with the r
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
+from tests.bench_scripts import load_bench_script
 from tests.edge.helpers import requires_gstreamer
 
-SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "bad_inputs.py"
-
-
-def _load_catalogue():
-    spec = importlib.util.spec_from_file_location("bad_inputs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bad_inputs"] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
-
-
-catalogue = _load_catalogue()
+catalogue = load_bench_script("bad_inputs")
 
 
 @requires_gstreamer

@@ -499,13 +499,9 @@ def test_qdq_drift_bench_finds_openvino_off_the_qdq_graph_by_rounding(
 ) -> None:
     """bench/qdq_runtime_drift.py on a few frames: ONNX Runtime is the Q/DQ reference, OpenVINO is
     off it, and the input quantisation (the first cut) is exact on both."""
-    import importlib.util
+    from tests.bench_scripts import load_bench_script
 
-    script_path = SHIPPED.parents[1] / "bench" / "qdq_runtime_drift.py"
-    spec = importlib.util.spec_from_file_location("qdq_runtime_drift", script_path)
-    script = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(script)
+    script = load_bench_script("qdq_runtime_drift")
     assert script.main(["--every", "40", "--layers", "48"]) == 0
     out = capsys.readouterr().out
     rows = {

@@ -140,7 +140,9 @@ def test_cli_json_layout(model: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert (tmp_path / "bench.png").stat().st_size > 0
     table = capsys.readouterr().out
     assert "| model | onnxruntime | fp32 | 160 |" in table and "| e2e | onnxruntime | fp32 | 160 |" in table
-    assert all(line.endswith(f"| {model.name} |") for line in table.splitlines() if line.startswith("| model |"))
+    assert all(
+        line.endswith(f"| {model.name} |") for line in table.splitlines() if line.startswith("| model |")
+    )
 
 
 def test_cli_skips_batches_a_fixed_model_cannot_take(model: Path, tmp_path: Path, capsys) -> None:

@@ -7,23 +7,17 @@ return, no second announcement of the held sign).
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
+from tests.bench_scripts import load_bench_script
 from tests.edge.helpers import requires_gstreamer, requires_rtsp_server
-
-SCRIPT = Path(__file__).resolve().parents[3] / "bench" / "camera_faults.py"
 
 
 @requires_gstreamer
 @requires_rtsp_server
 def test_one_kill_and_return_meets_the_goals(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("camera_faults", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["camera_faults"] = bench  # dataclasses resolve their module by name
-    spec.loader.exec_module(bench)
+    bench = load_bench_script("camera_faults")
     out = tmp_path / "faults.json"
     argv = [
         "--faults",

@@ -4,26 +4,15 @@ The OpenVINO half of the script runs in OpenVINO's own test process (test_openvi
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parents[3] / "bench" / "qdq_runtime_drift.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("qdq_runtime_drift", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+from tests.bench_scripts import load_bench_script
 
 
 def test_onnxruntime_runs_the_shipped_int8_file_exactly_as_its_qdq_graph_defines() -> None:
     # Why INT8 replays are compared against ONNX Runtime: with its graph optimisations on (as the
     # backend runs it) it gives what the Q/DQ operators define, to float rounding.
-    script = load_script()
+    script = load_bench_script("qdq_runtime_drift")
     inputs = script.network_inputs(script.drive_frames(every=30), 416)
     model = script.ASSETS / "stopsign.int8.onnx"
     exact = script.run_onnxruntime(model, inputs, exact=True)
@@ -35,7 +24,7 @@ def test_onnxruntime_runs_the_shipped_int8_file_exactly_as_its_qdq_graph_defines
 
 
 def test_the_score_table_reads_every_run_against_the_reference() -> None:
-    script = load_script()
+    script = load_bench_script("qdq_runtime_drift")
     raw = np.zeros((2, 4, 6), np.float32)
     raw[..., 4], raw[..., 5] = 0.5, 1.0
     other = raw.copy()

@@ -5,25 +5,21 @@ The million-frame run in docs/reliability.md uses the same code; this runs a few
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
+from tests.bench_scripts import load_bench_script
 from tests.edge.helpers import requires_gstreamer
 
 REPO = Path(__file__).resolve().parents[3]
-SCRIPT = REPO / "bench" / "soak.py"
 
 
 @requires_gstreamer
 def test_frames_mode_replays_the_drive_and_keeps_every_heartbeat(
     tiny_onnx: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    spec = importlib.util.spec_from_file_location("soak", SCRIPT)
-    soak = importlib.util.module_from_spec(spec)
-    sys.modules["soak"] = soak
-    spec.loader.exec_module(soak)
+    soak = load_bench_script("soak")
     out = tmp_path / "soak"
     argv = ["soak.py", "--model", str(tiny_onnx), "--frames", "400", "--block", "100", "--sample-s", "0.2",
             "--warmup-s", "0", "--events-max-bytes", "2000", "--out", str(out),
