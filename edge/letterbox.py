@@ -107,42 +107,49 @@ def letterbox(
     out: np.ndarray | None = None,
     scale_up: bool = True,
     resize: str = "letterbox",
+    fill_border: bool = True,
 ) -> tuple[np.ndarray, LetterboxTransform]:
     """Letterbox a HxWx3 uint8 image into ``out`` (allocated when None) of shape (*input_size, 3).
 
-    Reusing ``out`` across frames avoids a full-size allocation per frame; only the border is
-    refilled, and the resize writes straight into the centre region.
+    Reusing ``out`` across frames avoids a full-size allocation per frame: the resize writes
+    straight into the centre region, and ``fill_border=False`` leaves the border as it is (the
+    caller filled it for a frame of the same size; a new ``out`` is always filled).
     """
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"letterbox: expected an HxWx3 image, got shape {image.shape}")
     dst_h, dst_w = input_size
     if out is None:
-        out = np.empty((dst_h, dst_w, 3), dtype=np.uint8)
+        out, fill_border = np.empty((dst_h, dst_w, 3), dtype=np.uint8), True
     elif out.shape != (dst_h, dst_w, 3):
         raise ValueError(f"letterbox: out buffer has shape {out.shape}, need {(dst_h, dst_w, 3)}")
     transform, (new_h, new_w) = compute_transform(image.shape[:2], input_size, scale_up, resize)
     top, left = int(transform.pad_y), int(transform.pad_x)
     bottom, right = top + new_h, left + new_w
-    # Border only: rows above/below, then columns left/right of the image region.
-    out[:top] = pad_value
-    out[bottom:] = pad_value
-    out[top:bottom, :left] = pad_value
-    out[top:bottom, right:] = pad_value
+    if fill_border:  # rows above/below, then columns left/right of the image region
+        out[:top] = pad_value
+        out[bottom:] = pad_value
+        out[top:bottom, :left] = pad_value
+        out[top:bottom, right:] = pad_value
     region = out[top:bottom, left:right]
     if (new_h, new_w) == image.shape[:2]:
         region[...] = image
     else:
         # Bilinear, as YOLOv5 inference does: INTER_AREA is ~10x slower on a 720p frame (4.8 ms vs
         # 0.4 ms here), a cost paid on every frame for an anti-aliasing the model does not need.
-        region[...] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        # Written in place (no temporary image and copy); should OpenCV return another array, copy.
+        resized = cv2.resize(image, (new_w, new_h), dst=region, interpolation=cv2.INTER_LINEAR)
+        if resized is not region:
+            region[...] = resized
     return out, transform
 
 
 def resize_for_spec(
-    image: np.ndarray, spec: ModelSpec, out: np.ndarray | None = None
+    image: np.ndarray, spec: ModelSpec, out: np.ndarray | None = None, fill_border: bool = True
 ) -> tuple[np.ndarray, LetterboxTransform]:
     """:func:`letterbox` with the input size, pad value and resize mode of ``spec``."""
-    return letterbox(image, spec.input_size, spec.pad_value, out=out, resize=spec.resize)
+    return letterbox(
+        image, spec.input_size, spec.pad_value, out=out, resize=spec.resize, fill_border=fill_border
+    )
 
 
 def to_network_input(

@@ -50,7 +50,8 @@ class Preprocessor:
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, LetterboxTransform]:
         spec = self.spec
-        _, transform = resize_for_spec(image, spec, out=self.letterboxed)
+        same_size = image.shape[:2] == self._source_size
+        _, transform = resize_for_spec(image, spec, out=self.letterboxed, fill_border=not same_size)
         rgb = spec.color_order == "RGB"
         if transform.source_size == self._source_size:
             rows, cols = self._region
@@ -83,7 +84,9 @@ class ImageSlot:
         return self.letterboxed[self._region]
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, LetterboxTransform]:
-        _, transform = resize_for_spec(image, self.spec, out=self.letterboxed)
+        # The border stays from the last frame of the same size: only the image region is written.
+        same_size = image.shape[:2] == self._source_size
+        _, transform = resize_for_spec(image, self.spec, out=self.letterboxed, fill_border=not same_size)
         if transform.source_size != self._source_size:
             self._region = image_region(transform, self.spec)
             self._source_size = transform.source_size

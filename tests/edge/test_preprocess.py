@@ -148,6 +148,32 @@ def test_whole_image_is_the_image_region_of_slot_zero_in_both_modes() -> None:
             assert region.shape[:2] in ((96, 160), (160, 96))  # the image only, no border
 
 
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        [(120, 200), (120, 200), (120, 200)],  # the border is written once, then kept
+        [(120, 200), (200, 120), (120, 200)],  # landscape <-> portrait: the border moves
+        [(120, 200), (160, 160), (90, 400)],  # no border, then a wider one
+        [(160, 160), (120, 200)],
+    ],
+)
+def test_every_call_leaves_the_whole_letterboxed_input_as_a_fresh_letterbox(
+    sizes: list[tuple[int, int]],
+) -> None:
+    """The border is refilled only when the frame size changes, so what stays between calls must
+    be exactly what a fresh letterbox writes (uint8 slots and the float input alike)."""
+    slot, pre = ImageSlot(SPEC), Preprocessor(SPEC)
+    slot.letterboxed[...] = 7  # garbage a border must not keep
+    pre.letterboxed[...] = 7
+    for i, shape in enumerate(sizes):
+        image = frame(*shape, seed=i)
+        expected, _ = letterbox(image, SPEC.input_size, SPEC.pad_value)
+        boxed, _ = slot(image)
+        np.testing.assert_array_equal(boxed, expected)
+        network_input, _ = pre(image)
+        np.testing.assert_array_equal(network_input, to_network_input(expected))
+
+
 def test_image_batches_decode_as_float_ones() -> None:
     batcher = FrameBatcher(SPEC, TileConfig.parse("340,140,160,160"), images=True)
     batcher(frame(300, 500))
