@@ -38,10 +38,12 @@ def true_distances(drive: Path) -> dict[int, float]:
     return out
 
 
-def run_setting(model: Path, drives: list[Path], tiles: str, enter: float, threads: int) -> dict[str, Any]:
+def run_setting(
+    model: Path, drives: list[Path], tiles: str, enter: float, threads: int, backend: str = "onnxruntime"
+) -> dict[str, Any]:
     rows = []
     for drive in drives:
-        result = replay(drive, model, "onnxruntime", 0.25, threads=threads, tiles=TileConfig.parse(tiles),
+        result = replay(drive, model, backend, 0.25, threads=threads, tiles=TileConfig.parse(tiles),
                         enter_threshold=enter)  # fmt: skip
         labels = read_labels(drive, len(result.timestamps))
         if labels is None:
@@ -119,11 +121,16 @@ def main(argv: list[str] | None = None) -> int:
         "--enter", nargs="+", type=float, default=[0.5, 0.4, 0.3], help="tracker enter thresholds"
     )
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--backend",
+        default="onnxruntime",
+        help="onnxruntime (default), openvino (an INT8 IR too), torch, tensorrt",
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args(argv)
     settings = [
-        run_setting(args.model, args.drives, tiles, enter, args.threads)
+        run_setting(args.model, args.drives, tiles, enter, args.threads, args.backend)
         for tiles in args.tiles
         for enter in args.enter
     ]
