@@ -1,15 +1,17 @@
-"""deploy/jetson/edge-detect.service: verified by systemd itself, and checked against its settings.
+"""deploy/{jetson,x86}/edge-detect.service: verified by systemd itself, checked against their
+settings, and their edge-detect command lines parsed by edge-detect itself.
 
 `systemd-analyze verify` checks that the commands of ExecStart= and ExecStartPre= exist and are
-executable. The unit names /opt/stopsign-edge/venv/bin/..., which exists only after install.sh
-ran on a Jetson, so the tests stage a root folder holding the unit, systemd's own units (for the
-targets it orders against) and stub executables at those paths. The stubs exist only to satisfy
-the verifier's path check; nothing runs them.
+executable. The units name /opt/stopsign-edge/venv/bin/..., which exists only after an install,
+so the tests stage a root folder holding the unit, systemd's own units (for the targets it orders
+against) and stub executables at those paths. The stubs exist only to satisfy the verifier's path
+check; nothing runs them.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -17,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from stopsign.edge.cli.detect import resolve_config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SYSTEMD_HINT = "apt-get install systemd (Debian's package has systemd-analyze)"
 UNIT = "edge-detect.service"
 STUBS = ("edge-export", "edge-detect")
@@ -71,8 +76,19 @@ def systemd_analyze(require_tool: Callable[[str, str], str]) -> str:
     return path
 
 
-def test_unit_verifies_clean(systemd_analyze: str, jetson_dir: Path, tmp_path: Path) -> None:
-    root = stage_root(tmp_path / "root", (jetson_dir / UNIT).read_text())
+@pytest.fixture(params=["jetson", "x86"])
+def unit_dir(request: pytest.FixtureRequest) -> Path:
+    """Each deployment folder holding an edge-detect.service and its edge-detect.env.example."""
+    return REPO_ROOT / "deploy" / request.param
+
+
+def env_example(folder: Path) -> dict[str, str]:
+    text = (folder / "edge-detect.env.example").read_text()
+    return dict(re.findall(r"^([A-Z_][A-Z0-9_]*)=(.*)$", text, flags=re.MULTILINE))
+
+
+def test_unit_verifies_clean(systemd_analyze: str, unit_dir: Path, tmp_path: Path) -> None:
+    root = stage_root(tmp_path / "root", (unit_dir / UNIT).read_text())
     result = verify(systemd_analyze, root)
     assert result.returncode == 0, result.stderr
     # Unknown keys and bad values are warnings with exit code 0: none are allowed either.
@@ -101,9 +117,9 @@ def test_verifier_catches_broken_units(
     assert message in result.stderr
 
 
-def test_hardening_exposure_is_low(systemd_analyze: str, jetson_dir: Path, tmp_path: Path) -> None:
+def test_hardening_exposure_is_low(systemd_analyze: str, unit_dir: Path, tmp_path: Path) -> None:
     """systemd's own exposure score (0 = locked down, 10 = fully exposed) stays at 4.5 or below."""
-    root = stage_root(tmp_path / "root", (jetson_dir / UNIT).read_text())
+    root = stage_root(tmp_path / "root", (unit_dir / UNIT).read_text())
     result = subprocess.run(
         [
             systemd_analyze,
@@ -140,8 +156,8 @@ def test_hardening_exposure_is_low(systemd_analyze: str, jetson_dir: Path, tmp_p
         ("WantedBy", "multi-user.target"),
     ],
 )
-def test_unit_settings(jetson_dir: Path, key: str, expected: str) -> None:
-    values = [value for _, k, value in unit_entries((jetson_dir / UNIT).read_text()) if k == key]
+def test_unit_settings(unit_dir: Path, key: str, expected: str) -> None:
+    values = [value for _, k, value in unit_entries((unit_dir / UNIT).read_text()) if k == key]
     assert values == [expected]
 
 
@@ -158,10 +174,49 @@ def test_unit_commands_and_devices(jetson_dir: Path) -> None:
     assert any(value.startswith("char-nvhost") for value in devices)
 
 
-def test_every_variable_of_the_unit_is_in_the_env_example(jetson_dir: Path) -> None:
-    unit_text = (jetson_dir / UNIT).read_text()
+def test_every_variable_of_the_unit_is_in_the_env_example(unit_dir: Path) -> None:
+    unit_text = (unit_dir / UNIT).read_text()
     commands = " ".join(value for _, key, value in unit_entries(unit_text) if key.startswith("Exec"))
     used = set(re.findall(r"\$\{?([A-Z_][A-Z0-9_]*)\}?", commands))
-    example = (jetson_dir / "edge-detect.env.example").read_text()
-    defined = set(re.findall(r"^([A-Z_][A-Z0-9_]*)=", example, flags=re.MULTILINE))
-    assert used == defined
+    assert used == set(env_example(unit_dir))
+
+
+def expanded_exec_start(folder: Path) -> list[str]:
+    """The unit's ExecStart with the example settings, as systemd expands it: ``${X}`` is one
+    argument, ``$X`` splits on spaces (none when empty)."""
+    settings = env_example(folder)
+    command = next(value for _, key, value in unit_entries((folder / UNIT).read_text()) if key == "ExecStart")
+    argv: list[str] = []
+    for word in command.split():
+        braced = re.fullmatch(r"\$\{([A-Z_][A-Z0-9_]*)\}", word)
+        bare = re.fullmatch(r"\$([A-Z_][A-Z0-9_]*)", word)
+        if braced:
+            argv.append(settings[braced.group(1)])
+        elif bare:
+            argv += shlex.split(settings[bare.group(1)])
+        else:
+            argv.append(word)
+    return argv
+
+
+def test_edge_detect_takes_the_units_command_line_with_the_example_settings(unit_dir: Path) -> None:
+    """Every flag of the ExecStart line exists and every example value passes edge-detect's
+    validation."""
+    settings = env_example(unit_dir)
+    argv = expanded_exec_start(unit_dir)
+    assert argv[0] == "/opt/stopsign-edge/venv/bin/edge-detect"
+    config, _ = resolve_config(argv[1:])
+    assert config.camera == settings["CAMERA"] and config.tiles == settings["TILES"]
+    assert config.budget_ms == float(settings["BUDGET_MS"])
+
+
+def test_the_x86_unit_runs_edge_detect_on_the_cpu_with_a_persistent_openvino_cache() -> None:
+    folder = REPO_ROOT / "deploy" / "x86"
+    entries = unit_entries((folder / UNIT).read_text())
+    settings = {key: value for _, key, value in entries}
+    assert "ExecStartPre" not in settings  # nothing to build on the device: the IR ships
+    config, _ = resolve_config(expanded_exec_start(folder)[1:])
+    assert (config.backend, config.threads) == ("auto", 0)
+    assert config.cache_dir == "/var/lib/stopsign-edge/openvino"  # a state directory of the unit
+    assert "stopsign-edge/openvino" in settings["StateDirectory"].split()
+    assert [value for _, key, value in entries if key == "DeviceAllow"] == ["char-video4linux rw"]
