@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from stopsign.edge.backends.base import BackendOptions, backend_class
-from stopsign.edge.letterbox import letterbox
+from stopsign.edge.letterbox import letterbox, to_network_input
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "edge" / "assets"
@@ -55,26 +55,26 @@ def drive_frames(every: int) -> list[np.ndarray]:
 
 
 def network_inputs(frames: list[np.ndarray], size: int) -> np.ndarray:
-    """(N, 3, size, size) float32 RGB in [0, 1], as the float path of the runtime makes them."""
-    images = [letterbox(f, (size, size))[0][:, :, ::-1] for f in frames]
-    return np.stack([i.transpose(2, 0, 1).astype(np.float32) / 255 for i in images])
+    """(N, 3, size, size) float32 network inputs, made as the runtime's float path makes them."""
+    return np.concatenate([to_network_input(letterbox(f, (size, size))[0]) for f in frames])
 
 
-def run_onnxruntime(path: Path, inputs: np.ndarray, exact: bool) -> np.ndarray:
+def run_reference(path: Path, inputs: np.ndarray) -> np.ndarray:
+    """The graph as the ONNX spec defines it: ONNX Runtime with every graph optimisation off."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
-    if exact:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: x[None]})[0] for x in inputs])
 
 
 def run_backend(name: str, path: Path, inputs: np.ndarray) -> np.ndarray:
+    """Raw outputs of the project's ``name`` backend, one input at a time."""
     backend = backend_class(name)()
-    backend.load(path, None, BackendOptions(threads=2))
+    backend.load(path, None, BackendOptions(device="cpu", threads=2))
     try:
         return np.concatenate([backend.infer(np.ascontiguousarray(x[None])).copy() for x in inputs])
     finally:
@@ -133,7 +133,7 @@ def layer_table(int8: Path, inputs: np.ndarray, stride: int) -> list[str]:
         input_name = proto.graph.input[0].name
         for node in chosen:
             onnx.utils.extract_model(str(full), str(cut), [input_name], [node.output[0]])
-            reference = run_onnxruntime(cut, inputs, exact=True)
+            reference = run_reference(cut, inputs)
             compiled = core.compile_model(core.read_model(str(cut)), "CPU", config)
             request = compiled.create_infer_request()
             got = np.concatenate([request.infer({0: x[None]})[0].copy() for x in inputs])
@@ -164,10 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     inputs = network_inputs(drive_frames(args.every), args.size)
     print(f"{len(inputs)} frames of {len(DRIVES)} sample drives, {args.model.name}\n")
     runs = {
-        "reference": run_onnxruntime(args.model, inputs, exact=True),
-        "onnxruntime INT8 (as the backend runs it)": run_onnxruntime(args.model, inputs, exact=False),
+        "reference": run_reference(args.model, inputs),
+        "onnxruntime INT8 (the project's backend)": run_backend("onnxruntime", args.model, inputs),
         "openvino INT8 (the project's backend)": run_backend("openvino", args.model, inputs),
-        "onnxruntime FP32": run_onnxruntime(args.fp32, inputs, exact=False),
+        "onnxruntime FP32 (the project's backend)": run_backend("onnxruntime", args.fp32, inputs),
     }
     print("\n".join(score_table(runs)) + "\n")
     print("\n".join(layer_table(args.model, inputs, args.layers)))

@@ -509,7 +509,7 @@ def test_qdq_drift_bench_finds_openvino_off_the_qdq_graph_by_rounding(
         for line in out.splitlines()
         if line.startswith("| ")
     }
-    assert float(rows["onnxruntime INT8 (as the backend runs it)"][-1].strip(" |")) < 1e-3
+    assert float(rows["onnxruntime INT8 (the project's backend)"][-1].strip(" |")) < 1e-3
     assert float(rows["openvino INT8 (the project's backend)"][-1].strip(" |")) > 0
     assert rows["0"][-1].strip(" |") == "0"  # `images`: the input's quantisation is the same
     assert "48" in rows  # the last cut, the head's output

@@ -15,11 +15,11 @@ def test_onnxruntime_runs_the_shipped_int8_file_exactly_as_its_qdq_graph_defines
     script = load_bench_script("qdq_runtime_drift")
     inputs = script.network_inputs(script.drive_frames(every=30), 416)
     model = script.ASSETS / "stopsign.int8.onnx"
-    exact = script.run_onnxruntime(model, inputs, exact=True)
-    optimised = script.run_onnxruntime(model, inputs, exact=False)
+    exact = script.run_reference(model, inputs)
+    optimised = script.run_backend("onnxruntime", model, inputs)
     assert len(inputs) >= 8
     assert np.abs(script.scores(optimised) - script.scores(exact)).max() < 1e-4
-    fp32 = script.run_onnxruntime(script.ASSETS / "stopsign.onnx", inputs, exact=False)
+    fp32 = script.run_backend("onnxruntime", script.ASSETS / "stopsign.onnx", inputs)
     assert np.abs(script.scores(fp32) - script.scores(exact)).max() > 0.01  # the reference is INT8
 
 
