@@ -53,7 +53,7 @@ class Preprocessor:
         same_size = image.shape[:2] == self._source_size
         _, transform = resize_for_spec(image, spec, out=self.letterboxed, fill_border=not same_size)
         rgb = spec.color_order == "RGB"
-        if transform.source_size == self._source_size:
+        if same_size:
             rows, cols = self._region
             out = self.network_input[:, :, rows, cols]
             to_network_input(self.letterboxed[rows, cols], spec.scale, rgb, out=out)
@@ -87,7 +87,7 @@ class ImageSlot:
         # The border stays from the last frame of the same size: only the image region is written.
         same_size = image.shape[:2] == self._source_size
         _, transform = resize_for_spec(image, self.spec, out=self.letterboxed, fill_border=not same_size)
-        if transform.source_size != self._source_size:
+        if not same_size:
             self._region = image_region(transform, self.spec)
             self._source_size = transform.source_size
         return self.letterboxed, transform
