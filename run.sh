@@ -70,7 +70,7 @@ case "${1:-}" in
     shift
     apt_install "${APT_DEMO_PACKAGES[@]}"
     make_venv "edge,gst"
-    exec "$VENV/bin/python" -m stopsign.edge.demo "$@"
+    exec "$VENV/bin/python" -m stopsign.edge.cli.demo "$@"
     ;;
   test)
     shift

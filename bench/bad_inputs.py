@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stopsign.edge.spec import ONNX_METADATA_KEY
+from stopsign.edge.model.spec import ONNX_METADATA_KEY
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / "edge" / "assets" / "stopsign.onnx"

@@ -30,10 +30,10 @@ from tqdm import tqdm
 from stopsign.calibration.dataset import ImageEntry, scan_data
 from stopsign.calibration.metrics import ImageResult, summarize
 from stopsign.edge.backends.base import BackendOptions, resolve_backend
-from stopsign.edge.letterbox import compute_transform
-from stopsign.edge.postprocess import box_iou
-from stopsign.edge.preprocess import FrameBatcher
-from stopsign.edge.tiles import TileConfig
+from stopsign.edge.vision.letterbox import compute_transform
+from stopsign.edge.vision.postprocess import box_iou
+from stopsign.edge.vision.preprocess import FrameBatcher
+from stopsign.edge.vision.tiles import TileConfig
 from stopsign.train.data.layout import yolo_to_xyxy
 
 REPO = Path(__file__).resolve().parents[1]

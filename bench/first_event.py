@@ -21,8 +21,8 @@ from typing import Any
 from stopsign.edge.replay.drive import read_labels
 from stopsign.edge.replay.metrics import drive_metrics
 from stopsign.edge.replay.runner import replay
-from stopsign.edge.tiles import TileConfig
 from stopsign.edge.tracking import AHEAD
+from stopsign.edge.vision.tiles import TileConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "edge" / "assets" / "stopsign.onnx"

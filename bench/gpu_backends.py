@@ -42,9 +42,9 @@ import torch
 from stopsign.edge.backends.base import BackendOptions
 from stopsign.edge.backends.onnxruntime import OnnxRuntimeBackend
 from stopsign.edge.backends.torch import TorchBackend
-from stopsign.edge.detections import Detections
-from stopsign.edge.postprocess import box_iou, decode_yolov5
-from stopsign.edge.preprocess import Preprocessor
+from stopsign.edge.vision.detections import Detections
+from stopsign.edge.vision.postprocess import box_iou, decode_yolov5
+from stopsign.edge.vision.preprocess import Preprocessor
 from stopsign.export.onnx_export import export_checkpoint
 
 CONF = 0.25

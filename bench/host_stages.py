@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 
 from stopsign.edge.backends.base import BackendOptions, resolve_model
-from stopsign.edge.frame import Frame
-from stopsign.edge.preprocess import FrameBatcher
 from stopsign.edge.sources.sanity import FrameSanity, SanityOptions
+from stopsign.edge.vision.frame import Frame
+from stopsign.edge.vision.preprocess import FrameBatcher
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVE = ROOT / "samples" / "drives" / "day_approach" / "video.mp4"

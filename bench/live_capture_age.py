@@ -21,7 +21,7 @@ from stopsign.edge.backends.base import Backend, BackendOptions
 from stopsign.edge.backends.onnxruntime import OnnxRuntimeBackend
 from stopsign.edge.cli.detect import run_detect
 from stopsign.edge.cli.detect_config import DetectConfig
-from stopsign.edge.spec import ModelSpec
+from stopsign.edge.model.spec import ModelSpec
 
 
 class SlowBackend(OnnxRuntimeBackend):

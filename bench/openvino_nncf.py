@@ -24,9 +24,9 @@ import numpy as np
 
 from stopsign.calibration.dataset import scan_data
 from stopsign.calibration.metrics import ImageResult, summarize
-from stopsign.edge.letterbox import resize_for_spec, to_network_input
-from stopsign.edge.onnx_meta import read_spec_from_onnx
-from stopsign.edge.preprocess import FrameBatcher
+from stopsign.edge.model.onnx_meta import read_spec_from_onnx
+from stopsign.edge.vision.letterbox import resize_for_spec, to_network_input
+from stopsign.edge.vision.preprocess import FrameBatcher
 from stopsign.train.data.layout import yolo_to_xyxy
 
 SHIPPED = Path(__file__).resolve().parents[1] / "edge" / "assets" / "stopsign.onnx"

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from stopsign.edge.backends.base import BackendOptions, backend_class
-from stopsign.edge.letterbox import letterbox, to_network_input
+from stopsign.edge.vision.letterbox import letterbox, to_network_input
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "edge" / "assets"
@@ -110,7 +110,7 @@ def layer_table(int8: Path, inputs: np.ndarray, stride: int) -> list[str]:
     import openvino as ov
     from onnx import numpy_helper
 
-    from stopsign.edge.qdq_unsigned import unsigned_activations
+    from stopsign.edge.model.qdq_unsigned import unsigned_activations
 
     proto = onnx.load(str(int8))
     unsigned_activations(proto)  # as the backend reads it

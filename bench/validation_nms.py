@@ -18,8 +18,8 @@ import time
 import numpy as np
 import torch
 
-from stopsign.edge import postprocess
-from stopsign.edge.postprocess import decode_yolov5
+from stopsign.edge.vision import postprocess
+from stopsign.edge.vision.postprocess import decode_yolov5
 from stopsign.train.model import build_model
 
 

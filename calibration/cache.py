@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from stopsign.calibration.errors import StaleCacheError
-from stopsign.edge.artifacts import atomic_write_bytes, atomic_write_text, sha256_bytes
+from stopsign.edge.model.artifacts import atomic_write_bytes, atomic_write_text, sha256_bytes
 
 ALGORITHMS = ("entropy2", "minmax")
 SIDECAR_VERSION = 1

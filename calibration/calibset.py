@@ -18,8 +18,8 @@ import numpy as np
 
 from stopsign.calibration.errors import CalibrationError
 from stopsign.calibration.select import IMAGES_DIR, MANIFEST, MIN_CALIBRATION_IMAGES
-from stopsign.edge.letterbox import resize_for_spec, to_network_input
-from stopsign.edge.spec import ModelSpec
+from stopsign.edge.model.spec import ModelSpec
+from stopsign.edge.vision.letterbox import resize_for_spec, to_network_input
 from stopsign.train.data.layout import IMAGE_SUFFIXES
 
 

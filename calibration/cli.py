@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from stopsign.calibration.errors import CalibrationError
-from stopsign.edge.spec import ModelSpecError
+from stopsign.edge.model.spec import ModelSpecError
 
 REPORT_BEGIN = "<!-- edge-calibrate report: begin -->"
 REPORT_END = "<!-- edge-calibrate report: end -->"
@@ -190,7 +190,7 @@ def _qdq(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from stopsign.calibration.report import build_report
-    from stopsign.edge.artifacts import atomic_write_text
+    from stopsign.edge.model.artifacts import atomic_write_text
 
     text, _ = build_report(args.model, args.int8, args.data, args.fp16, args.split, args.limit, args.backend)
     section = f"{REPORT_BEGIN}\n{text}{REPORT_END}\n"
@@ -218,7 +218,7 @@ def _legacy_info(args: argparse.Namespace) -> int:
     print(json.dumps(sidecar, indent=2, sort_keys=True))
     if args.model is not None:
         from stopsign.calibration.qdq import load_model_and_spec
-        from stopsign.edge.artifacts import sha256_file
+        from stopsign.edge.model.artifacts import sha256_file
 
         _, spec = load_model_and_spec(args.model)
         expected = CacheBinding(

@@ -1,6 +1,6 @@
 """Detection metrics for the precision report: AP at IoU thresholds, recall at a confidence.
 
-A small local implementation (``stopsign.edge.metrics`` did not exist when this was written):
+A small local implementation (``stopsign.edge.vision.metrics`` did not exist when this was written):
 greedy matching per image in descending score order, each ground-truth box matched at most once
 per IoU threshold, AP as the area under the precision envelope sampled at 101 recall points
 (the COCO convention). All boxes are xyxy in the same pixel frame.
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stopsign.edge.postprocess import box_iou
+from stopsign.edge.vision.postprocess import box_iou
 
 IOU_THRESHOLDS = np.round(np.arange(0.5, 0.96, 0.05), 2)  # 0.50, 0.55, ..., 0.95
 

@@ -4,7 +4,7 @@ Two ways to make it:
 
 - ``--int8 M.int8.onnx`` (how the shipped IR is made): the calibrated Q/DQ file of
   ``edge-calibrate qdq`` with its signed activations rewritten as unsigned
-  (:mod:`stopsign.edge.qdq_unsigned`): the TensorRT file's own calibration at OpenVINO's INT8
+  (:mod:`stopsign.edge.model.qdq_unsigned`): the TensorRT file's own calibration at OpenVINO's INT8
   speed, and FP32's accuracy (mAP@0.5 0.900 against 0.902 on the shipped model).
 - ``--calib DIR``: NNCF post-training quantisation, below (slower to run here: 6.9 against 4.8 ms).
 
@@ -37,9 +37,9 @@ from typing import Any
 from stopsign.calibration.calibset import CalibrationSet
 from stopsign.calibration.errors import CalibrationError
 from stopsign.calibration.qdq import load_model_and_spec
-from stopsign.edge.artifacts import atomic_write_text, sha256_file
-from stopsign.edge.openvino_ir import SIDECAR_VERSION, SPEC_RT_KEY, ir_paths_for
-from stopsign.edge.spec import ModelSpec
+from stopsign.edge.model.artifacts import atomic_write_text, sha256_file
+from stopsign.edge.model.openvino_ir import SIDECAR_VERSION, SPEC_RT_KEY, ir_paths_for
+from stopsign.edge.model.spec import ModelSpec
 
 PRESETS = ("mixed", "performance")
 
@@ -76,9 +76,9 @@ def ir_from_qdq(
         import openvino as ov
     except ImportError as exc:
         raise CalibrationError(f"edge-calibrate openvino --int8 needs openvino and onnx ({exc})") from None
-    from stopsign.edge.onnx_meta import read_spec_from_onnx
-    from stopsign.edge.qdq_unsigned import unsigned_activations
-    from stopsign.edge.spec import ModelSpecError
+    from stopsign.edge.model.onnx_meta import read_spec_from_onnx
+    from stopsign.edge.model.qdq_unsigned import unsigned_activations
+    from stopsign.edge.model.spec import ModelSpecError
 
     model_path, int8_path = Path(model_path), Path(int8_path)
     _, spec = load_model_and_spec(model_path)

@@ -37,9 +37,9 @@ from tqdm import tqdm
 
 from stopsign.calibration.calibset import CalibrationSet
 from stopsign.calibration.errors import CalibrationError
-from stopsign.edge.artifacts import atomic_write_bytes
-from stopsign.edge.onnx_meta import read_spec_from_onnx
-from stopsign.edge.spec import ONNX_METADATA_KEY, ModelSpec, ModelSpecError
+from stopsign.edge.model.artifacts import atomic_write_bytes
+from stopsign.edge.model.onnx_meta import read_spec_from_onnx
+from stopsign.edge.model.spec import ONNX_METADATA_KEY, ModelSpec, ModelSpecError
 
 METHODS = ("minmax", "entropy", "percentile")
 # Entropy/percentile histograms are built per chunk; more images add little once every stratum is in.

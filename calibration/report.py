@@ -29,11 +29,11 @@ from stopsign.calibration.dataset import ImageEntry, scan_data
 from stopsign.calibration.errors import CalibrationError
 from stopsign.calibration.metrics import DetectionMetrics, ImageResult, summarize
 from stopsign.calibration.qdq import load_model_and_spec
-from stopsign.edge.artifacts import atomic_write_text, sha256_file
-from stopsign.edge.letterbox import resize_for_spec, to_network_input
-from stopsign.edge.onnx_meta import read_spec_from_onnx
-from stopsign.edge.postprocess import decode_yolov5
-from stopsign.edge.spec import ModelSpec, ModelSpecError
+from stopsign.edge.model.artifacts import atomic_write_text, sha256_file
+from stopsign.edge.model.onnx_meta import read_spec_from_onnx
+from stopsign.edge.model.spec import ModelSpec, ModelSpecError
+from stopsign.edge.vision.letterbox import resize_for_spec, to_network_input
+from stopsign.edge.vision.postprocess import decode_yolov5
 from stopsign.train.data.layout import yolo_to_xyxy
 
 # Low threshold for AP (the whole precision-recall curve); the operating threshold comes from the spec.

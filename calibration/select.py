@@ -11,7 +11,7 @@ Every image is put in a stratum ``(role, size, light, source)``:
 Allocation gives every stratum one image first (coverage: rare night or far-sign strata would
 otherwise get none), then the rest in proportion to stratum size (so the activation ranges still
 follow the deployment distribution). The picked images are letterboxed with the runtime's own
-:func:`stopsign.edge.letterbox.letterbox` and written as lossless PNGs, in an order that
+:func:`stopsign.edge.vision.letterbox.letterbox` and written as lossless PNGs, in an order that
 interleaves the strata, so any prefix of the set (used when a method caps the image count) is
 itself spread over all strata.
 
@@ -37,8 +37,8 @@ from tqdm import tqdm
 
 from stopsign.calibration.dataset import ImageEntry, scan_data
 from stopsign.calibration.errors import CalibrationError
-from stopsign.edge.artifacts import atomic_write_bytes, atomic_write_text, sha256_file
-from stopsign.edge.letterbox import compute_transform, letterbox
+from stopsign.edge.model.artifacts import atomic_write_bytes, atomic_write_text, sha256_file
+from stopsign.edge.vision.letterbox import compute_transform, letterbox
 
 MANIFEST = "manifest.json"
 PICKED_LIST = "calibration.txt"

@@ -26,7 +26,7 @@ from stopsign.calibration.cache import CacheBinding, load_cache, write_cache
 from stopsign.calibration.calibset import CalibrationSet
 from stopsign.calibration.errors import CalibrationError
 from stopsign.calibration.qdq import load_model_and_spec
-from stopsign.edge.artifacts import sha256_file
+from stopsign.edge.model.artifacts import sha256_file
 
 if TYPE_CHECKING:
     import tensorrt as trt

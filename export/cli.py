@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from stopsign.edge.onnx_meta import onnx_sha256, read_spec_from_onnx
+from stopsign.edge.model.onnx_meta import onnx_sha256, read_spec_from_onnx
 
 
 def _img_size(text: str) -> int | tuple[int, int]:
@@ -193,8 +193,8 @@ def _run_engine(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from stopsign.edge.engine_sidecar import EngineSidecarError
-    from stopsign.edge.spec import ModelSpecError
+    from stopsign.edge.model.engine_sidecar import EngineSidecarError
+    from stopsign.edge.model.spec import ModelSpecError
     from stopsign.export.engine_plan import EngineBuildError
 
     handled: tuple[type[Exception], ...] = (

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from stopsign.edge.artifacts import atomic_write_bytes
+from stopsign.edge.model.artifacts import atomic_write_bytes
 from stopsign.export.engine_plan import EngineBuildError
 
 BATCH_AXIS = "batch"

@@ -21,7 +21,7 @@ from typing import Any
 
 import onnx
 
-from stopsign.edge.spec import ONNX_METADATA_KEY, ModelSpec
+from stopsign.edge.model.spec import ONNX_METADATA_KEY, ModelSpec
 
 ENGINE_PRECISIONS = ("fp32", "fp16", "int8")
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import onnx
 import torch
 
-from stopsign.edge.artifacts import atomic_write_bytes
-from stopsign.edge.spec import ONNX_METADATA_KEY, ModelSpec
+from stopsign.edge.model.artifacts import atomic_write_bytes
+from stopsign.edge.model.spec import ONNX_METADATA_KEY, ModelSpec
 from stopsign.export.efficient_nms import NmsOptions, append_efficient_nms
 from stopsign.train.checkpoint import load_checkpoint
 from stopsign.train.model.yolo import YoloModel

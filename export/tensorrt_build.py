@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stopsign.edge.artifacts import atomic_write_bytes, sha256_bytes, sha256_file
-from stopsign.edge.engine_sidecar import EngineSidecar, engine_staleness, read_sidecar, write_sidecar
-from stopsign.edge.gpu_info import gpu_info
+from stopsign.edge.model.artifacts import atomic_write_bytes, sha256_bytes, sha256_file
+from stopsign.edge.model.engine_sidecar import EngineSidecar, engine_staleness, read_sidecar, write_sidecar
+from stopsign.edge.model.gpu_info import gpu_info
 from stopsign.export.engine_plan import (
     BuildPlan,
     EngineBuildError,

@@ -17,7 +17,7 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split('.')[0] in {'torch', 'onnxruntime', 'tensorrt', 'gi', 'onnx'}:
             raise ImportError(f'{name} hidden by the test')
 sys.meta_path.insert(0, Block())
-import stopsign.edge, stopsign.edge.postprocess, stopsign.edge.letterbox, stopsign.edge.spec
+import stopsign.edge, stopsign.edge.vision.postprocess, stopsign.edge.vision.letterbox, stopsign.edge.model.spec
 assert 'torch' not in sys.modules
 print('ok')
 """

@@ -27,8 +27,8 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from stopsign.edge.artifacts import atomic_write_bytes, atomic_write_text, sha256_bytes
-from stopsign.edge.spec import ModelSpec, ModelSpecError
+from stopsign.edge.model.artifacts import atomic_write_bytes, atomic_write_text, sha256_bytes
+from stopsign.edge.model.spec import ModelSpec, ModelSpecError
 from stopsign.train.model.yolo import YoloModel, build_model, dump_cfg, parse_cfg_text
 
 WEIGHTS_FILE = "weights.safetensors"

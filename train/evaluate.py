@@ -1,6 +1,6 @@
 """Validation: run a model over a split, match with ground truth, derive metrics and thresholds.
 
-Detections go through the runtime's own decode + NMS (``stopsign.edge.postprocess``) and are scored
+Detections go through the runtime's own decode + NMS (``stopsign.edge.vision.postprocess``) and are scored
 in network-input pixels (letterboxed), where ground truth is mapped too. Thresholds:
 
 * F1-optimal: the confidence maximising the class-mean F1 at IoU 0.5.
@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from stopsign.edge import metrics as M
-from stopsign.edge.postprocess import decode_yolov5
-from stopsign.edge.spec import ModelSpec
+from stopsign.edge.model.spec import ModelSpec
+from stopsign.edge.vision import metrics as M
+from stopsign.edge.vision.postprocess import decode_yolov5
 from stopsign.train.dataset import Split
 
 NEGATIVE_ROLES = ("negative", "confuser")

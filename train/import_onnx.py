@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stopsign.edge.spec import ModelSpecError
+from stopsign.edge.model.spec import ModelSpecError
 from stopsign.train.checkpoint import CheckpointError, save_checkpoint
 from stopsign.train.model import build_model
 from stopsign.train.model.modules import Conv
@@ -31,7 +31,7 @@ def import_onnx(onnx_path: str | Path, out: str | Path) -> Path:
     import onnx
     from onnx import numpy_helper
 
-    from stopsign.edge.onnx_meta import read_spec_from_onnx
+    from stopsign.edge.model.onnx_meta import read_spec_from_onnx
 
     onnx_path = Path(onnx_path)
     try:

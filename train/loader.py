@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from stopsign.edge.letterbox import letterbox
+from stopsign.edge.vision.letterbox import letterbox
 from stopsign.train import augment
 from stopsign.train.config import Hyp
 from stopsign.train.dataset import ImageStore, Split

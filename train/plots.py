@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from stopsign.edge.metrics import CONF_GRID
+from stopsign.edge.vision.metrics import CONF_GRID
 from stopsign.train.evaluate import EvalResult
 
 

@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from stopsign.edge.artifacts import atomic_write_text
+from stopsign.edge.model.artifacts import atomic_write_text
 from stopsign.train.plots import plot_results
 
 COLUMNS = (

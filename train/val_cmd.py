@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from stopsign.edge.artifacts import atomic_write_text
+from stopsign.edge.model.artifacts import atomic_write_text
 from stopsign.train.checkpoint import SPEC_FILE, CheckpointError, load_checkpoint
 from stopsign.train.data.layout import DatasetError
 from stopsign.train.devices import DeviceError, resolve_device

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stopsign.edge.backends.base import BackendError, backend_class
-from stopsign.edge.engine_sidecar import EngineSidecarError, check_engine_sidecar
-from stopsign.edge.openvino_ir import OpenVinoIrError, check_ir_for_onnx, ir_paths_for
+from stopsign.edge.model.engine_sidecar import EngineSidecarError, check_engine_sidecar
+from stopsign.edge.model.openvino_ir import OpenVinoIrError, check_ir_for_onnx, ir_paths_for
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Availability:
         if files.engine is not None and backend_class("tensorrt").is_available():
             import tensorrt
 
-            from stopsign.edge.gpu_info import gpu_info
+            from stopsign.edge.model.gpu_info import gpu_info
 
             try:
                 capability = gpu_info().compute_capability

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from stopsign.edge.detections import Detections
-from stopsign.edge.spec import ModelSpec
+from stopsign.edge.model.spec import ModelSpec
+from stopsign.edge.vision.detections import Detections
 
 # name -> "module:Class", in the order ``auto`` prefers them. Modules of other issues may be absent.
 BACKENDS: dict[str, str] = {

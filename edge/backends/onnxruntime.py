@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from stopsign.edge.backends.base import Backend, BackendError, BackendOptions
-from stopsign.edge.spec import ONNX_METADATA_KEY, ModelSpec, ModelSpecError
+from stopsign.edge.model.spec import ONNX_METADATA_KEY, ModelSpec, ModelSpecError
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Intel GPU, compiled once per batch size with a latency hint.
 OpenVINO reads the ONNX files ``edge-export`` and ``edge-calibrate qdq`` make: a Q/DQ file runs
 with INT8 kernels (ONNX Runtime's CPU provider emulates them and is slower than FP32,
 ``docs/int8.md``). Its signed INT8 activations (what TensorRT needs) are read rewritten as the
-same grid in unsigned INT8 (``stopsign.edge.qdq_unsigned``): with them as they are, OpenVINO's
+same grid in unsigned INT8 (``stopsign.edge.model.qdq_unsigned``): with them as they are, OpenVINO's
 result was 20 points of mAP@0.5 off FP32; rewritten, it matches FP32 (docs/benchmarks.md). It also
 runs the IR ``edge-calibrate openvino`` writes beside an ONNX, which ``--backend auto`` prefers on
 a CPU (``stopsign.edge.backends.auto``). Per batch size the model is reshaped to a
@@ -36,11 +36,11 @@ from typing import Any
 
 import numpy as np
 
-from stopsign.edge.artifacts import sha256_bytes, sha256_file
 from stopsign.edge.backends.base import Backend, BackendError, BackendOptions
 from stopsign.edge.backends.onnxruntime import default_threads
-from stopsign.edge.openvino_ir import SPEC_RT_KEY
-from stopsign.edge.spec import ONNX_METADATA_KEY, ModelSpec, ModelSpecError
+from stopsign.edge.model.artifacts import sha256_bytes, sha256_file
+from stopsign.edge.model.openvino_ir import SPEC_RT_KEY
+from stopsign.edge.model.spec import ONNX_METADATA_KEY, ModelSpec, ModelSpecError
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class OpenVinoBackend(Backend):
     @staticmethod
     def _read(core: Any, path: Path, is_ir: bool) -> Any:
         """The model as OpenVINO reads it; a Q/DQ ONNX with signed INT8 activations is read with them
-        rewritten as unsigned (:mod:`stopsign.edge.qdq_unsigned`: the same grid, which OpenVINO's
+        rewritten as unsigned (:mod:`stopsign.edge.model.qdq_unsigned`: the same grid, which OpenVINO's
         CPU kernels compute correctly; with the signed ones the shipped model lost 20 points)."""
         if is_ir:
             return core.read_model(str(path))
@@ -161,7 +161,7 @@ class OpenVinoBackend(Backend):
             return model
         import onnx
 
-        from stopsign.edge.qdq_unsigned import has_signed_activations, unsigned_activations
+        from stopsign.edge.model.qdq_unsigned import has_signed_activations, unsigned_activations
 
         proto = onnx.load(str(path))
         if not has_signed_activations(proto):

@@ -1,7 +1,7 @@
 """TensorRT backend, written against the TensorRT 10.x and 11.x Python APIs (name-based I/O only).
 
 Loading first checks the engine's sidecar (``<engine>.json``: TensorRT version, GPU compute
-capability, SHA-256) in plain Python (:func:`stopsign.edge.engine_sidecar.check_engine_sidecar`),
+capability, SHA-256) in plain Python (:func:`stopsign.edge.model.engine_sidecar.check_engine_sidecar`),
 so a stale engine is a clear error with the rebuild command, never a crash inside TensorRT.
 
 Buffers are allocated once, by tensor name (``num_io_tensors``, ``get_tensor_name``,
@@ -32,8 +32,8 @@ import numpy as np
 
 from stopsign.edge.backends.base import Backend, BackendError, BackendOptions
 from stopsign.edge.backends.cuda_memory import CudaError, CudaMemory, open_cuda
-from stopsign.edge.engine_sidecar import EngineSidecarError, check_engine_sidecar
-from stopsign.edge.spec import ModelSpec
+from stopsign.edge.model.engine_sidecar import EngineSidecarError, check_engine_sidecar
+from stopsign.edge.model.spec import ModelSpec
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -121,7 +121,7 @@ class TensorRTBackend(Backend):
     def load(self, model_path: str | Path, spec: ModelSpec | None, options: BackendOptions) -> ModelSpec:
         import tensorrt as trt
 
-        from stopsign.edge.gpu_info import gpu_info
+        from stopsign.edge.model.gpu_info import gpu_info
 
         path = engine_for(model_path)
         try:

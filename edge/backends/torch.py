@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from stopsign.edge.backends.base import Backend, BackendError, BackendOptions
-from stopsign.edge.detections import Detections
-from stopsign.edge.letterbox import compute_transform
-from stopsign.edge.postprocess import MAX_DETECTIONS
-from stopsign.edge.spec import ModelSpec
+from stopsign.edge.model.spec import ModelSpec
+from stopsign.edge.vision.detections import Detections
+from stopsign.edge.vision.letterbox import compute_transform
+from stopsign.edge.vision.postprocess import MAX_DETECTIONS
 
 WARMUP_RUNS = 3
 

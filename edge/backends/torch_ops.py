@@ -1,5 +1,5 @@
 """Letterbox, decode and NMS as torch ops, so the torch backend keeps a frame on the GPU until the
-final boxes. Same arithmetic as :mod:`stopsign.edge.letterbox` and :mod:`stopsign.edge.postprocess`
+final boxes. Same arithmetic as :mod:`stopsign.edge.vision.letterbox` and :mod:`stopsign.edge.vision.postprocess`
 (numpy), which stay the reference; only the torch backend imports this module (it needs torch).
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stopsign.edge.postprocess import MAX_DETECTIONS
+from stopsign.edge.vision.postprocess import MAX_DETECTIONS
 
 # Offsets boxes of different classes so they never overlap (as postprocess._CLASS_OFFSET).
 CLASS_OFFSET = 8192.0
@@ -69,7 +69,7 @@ def nms(
 ) -> torch.Tensor:
     """Greedy class-aware NMS on the boxes' device; kept indices by descending score.
 
-    Same fixed-point formulation as :func:`stopsign.edge.postprocess.nms`: with ``S`` the
+    Same fixed-point formulation as :func:`stopsign.edge.vision.postprocess.nms`: with ``S`` the
     upper-triangular suppression matrix in rank order, ``keep[i] = not any(S[j, i] and keep[j])``
     iterated from all-True; it converges in as many steps as the longest suppression chain.
     """
@@ -117,7 +117,7 @@ def decode(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Raw head of one image (n, 5 + nc) -> (xyxy (k, 4) f32 input px, score (k,) f32, class (k,) i64).
 
-    The same rules as :func:`stopsign.edge.postprocess.decode_yolov5`: score = objectness x best
+    The same rules as :func:`stopsign.edge.vision.postprocess.decode_yolov5`: score = objectness x best
     class probability, kept when > ``conf_threshold``, at most ``max_candidates`` into class-aware
     NMS, at most ``max_detections`` out; all on ``raw``'s device.
     """
@@ -155,7 +155,7 @@ def decode_fixed(
     ``raw``: one image's head (n, 5 + nc); ``conf``, ``iou``: 0-d tensors on its device (a
     captured graph reads their current values). Returns (candidates + 1, 7) float32: rows
     ``x1 y1 x2 y2 score class kept`` in descending score order (ties by row index, as
-    :func:`stopsign.edge.postprocess.decode_yolov5`), then ``[passing, converged, 0...]``:
+    :func:`stopsign.edge.vision.postprocess.decode_yolov5`), then ``[passing, converged, 0...]``:
     ``passing`` boxes were over the floor, ``converged`` is 1 when the greedy fixed point was
     reached. The result equals decode_yolov5's when ``passing <= candidates`` and ``converged``;
     otherwise the caller must decode ``raw`` the dynamic way (:func:`decode`).

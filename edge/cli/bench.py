@@ -24,9 +24,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stopsign.edge.artifacts import atomic_write_text
 from stopsign.edge.backends.base import BackendError
-from stopsign.edge.benchmark import (
+from stopsign.edge.cli.benchmark import (
     BenchRun,
     FixedBatchError,
     bench_e2e,
@@ -35,8 +34,9 @@ from stopsign.edge.benchmark import (
     machine_info,
     model_file_spec,
 )
-from stopsign.edge.spec import ModelSpecError
-from stopsign.edge.tiles import TileConfig, TileConfigError
+from stopsign.edge.model.artifacts import atomic_write_text
+from stopsign.edge.model.spec import ModelSpecError
+from stopsign.edge.vision.tiles import TileConfig, TileConfigError
 
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "stopsign.onnx"
 # One 720p BGR frame rendered once and pushed forever: see the module docstring.

@@ -23,15 +23,16 @@ from typing import Any
 
 from stopsign.edge.backends.base import Backend, BackendError, BackendOptions, resolve_model
 from stopsign.edge.cli.detect_config import ConfigError, DetectConfig, build_config, load_yaml_config
-from stopsign.edge.events import EventChannel
-from stopsign.edge.pipeline import (
+from stopsign.edge.model.spec import ModelSpec, ModelSpecError
+from stopsign.edge.runtime.events import EventChannel
+from stopsign.edge.runtime.loop import (
     BackendSupervisor,
     DetectionLoop,
     FatalBackendError,
     LoopConfig,
     TrackerLike,
 )
-from stopsign.edge.sdnotify import SdNotifier
+from stopsign.edge.runtime.sdnotify import SdNotifier
 from stopsign.edge.sinks import (
     DetectionsSink,
     EventSink,
@@ -49,9 +50,8 @@ from stopsign.edge.sources.factory import make_source
 from stopsign.edge.sources.launch import CameraOptions
 from stopsign.edge.sources.sanity import SanityOptions
 from stopsign.edge.sources.uri import SourceURIError, parse_size, parse_source_uri
-from stopsign.edge.spec import ModelSpec, ModelSpecError
-from stopsign.edge.tiles import TileConfig
 from stopsign.edge.tracking import CameraIntrinsics, SpeedInput, Tracker, TrackerConfig
+from stopsign.edge.vision.tiles import TileConfig
 
 log = logging.getLogger("edge-detect")
 

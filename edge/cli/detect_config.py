@@ -12,7 +12,7 @@ import yaml
 
 from stopsign.edge.backends.base import DEVICES
 from stopsign.edge.sources.uri import parse_size
-from stopsign.edge.tiles import TileConfig, TileConfigError
+from stopsign.edge.vision.tiles import TileConfig, TileConfigError
 
 
 class ConfigError(ValueError):
@@ -34,7 +34,7 @@ class DetectConfig:
     conf: float = 0.25
     iou: float | None = None
     img: int | None = None
-    # High-resolution tiles batched with the whole frame: none | auto | x,y,w,h[;...] (stopsign.edge.tiles)
+    # High-resolution tiles batched with the whole frame: none | auto | x,y,w,h[;...] (stopsign.edge.vision.tiles)
     tiles: str = "none"
     budget_ms: float = 100.0
     max_frames: int = 0

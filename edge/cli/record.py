@@ -17,7 +17,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from stopsign.edge.recorder import RecordError, record
+from stopsign.edge.replay.recorder import RecordError, record
 from stopsign.edge.sources.gst import GstUnavailableError
 from stopsign.edge.sources.launch import CameraOptions
 from stopsign.edge.sources.uri import SourceURIError, parse_size

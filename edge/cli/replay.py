@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stopsign.edge.backends.base import BackendError
+from stopsign.edge.model.spec import ModelSpecError
 from stopsign.edge.replay.drive import DriveError, read_labels
 from stopsign.edge.replay.expected import (
     ExpectedError,
@@ -33,9 +34,8 @@ from stopsign.edge.replay.expected import (
 from stopsign.edge.replay.metrics import drive_metrics
 from stopsign.edge.replay.report import markdown_table, timeline_png
 from stopsign.edge.replay.runner import ReplayResult, replay
-from stopsign.edge.spec import ModelSpecError
-from stopsign.edge.tiles import TileConfig, TileConfigError
 from stopsign.edge.tracking import AHEAD
+from stopsign.edge.vision.tiles import TileConfig, TileConfigError
 
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "stopsign.onnx"
 MAX_DIFF_LINES = 30

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from stopsign.edge.artifacts import atomic_write_text
-from stopsign.edge.postprocess import box_iou
+from stopsign.edge.model.artifacts import atomic_write_text
 from stopsign.edge.replay.runner import ReplayResult
+from stopsign.edge.vision.postprocess import box_iou
 
 FORMAT_VERSION = 1
 TIMING_FIELDS = frozenset({"timestamp_ns", "time", "monotonic_ns", "time_to_sign_s"})

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from stopsign.edge.metrics import compute_metrics, match_image
-from stopsign.edge.postprocess import box_iou
 from stopsign.edge.replay.drive import DriveLabels
 from stopsign.edge.replay.runner import ReplayResult
 from stopsign.edge.tracking import AHEAD
+from stopsign.edge.vision.metrics import compute_metrics, match_image
+from stopsign.edge.vision.postprocess import box_iou
 
 MIN_SIZE_PX = 20.0
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from stopsign.edge.artifacts import sha256_file
+from stopsign.edge.model.artifacts import sha256_file
 from stopsign.edge.replay.expected import Tolerance, compare, expected_for, read_expected, to_lines
 from stopsign.edge.replay.runner import replay
 

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stopsign.edge.artifacts import sha256_file
 from stopsign.edge.backends.base import Backend, BackendOptions, resolve_backend
-from stopsign.edge.detections import Detections
-from stopsign.edge.preprocess import FrameBatcher
+from stopsign.edge.model.artifacts import sha256_file
+from stopsign.edge.model.spec import ModelSpec
 from stopsign.edge.replay.drive import open_drive, read_frames
-from stopsign.edge.spec import ModelSpec
-from stopsign.edge.tiles import TileConfig
 from stopsign.edge.tracking import CameraIntrinsics, Tracker, TrackerConfig
+from stopsign.edge.vision.detections import Detections
+from stopsign.edge.vision.preprocess import FrameBatcher
+from stopsign.edge.vision.tiles import TileConfig
 
 
 @dataclass

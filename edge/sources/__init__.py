@@ -1,1 +1,4 @@
-"""edge/sources"""
+"""Frame sources by URI: cameras (V4L2, CSI), files, RTSP, recorded drives, image folders,
+GStreamer launch lines and test patterns; ``factory`` builds one from its URI, ``sanity`` checks
+each frame's content before the model sees it.
+"""

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from stopsign.edge.frame import Frame
 from stopsign.edge.sources.launch import CameraOptions
+from stopsign.edge.vision.frame import Frame
 
 # report(kind, fields): a status event for the event channel (e.g. "source_stalled", {...}).
 StatusReport = Callable[[str, dict[str, Any]], None]

@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from stopsign.edge.frame import NO_TIMESTAMP, Frame
 from stopsign.edge.sources.base import Source, SourceError, SourceOpenError, SourceOptions, StatusReport
 from stopsign.edge.sources.launch import JETSON_ELEMENTS, SINK_NAME, LaunchCandidate, full_line
+from stopsign.edge.vision.frame import NO_TIMESTAMP, Frame
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import cv2
 
-from stopsign.edge.frame import NO_TIMESTAMP, Frame
 from stopsign.edge.sources.base import Source, SourceError, SourceOpenError
 from stopsign.edge.sources.uri import list_images
+from stopsign.edge.vision.frame import NO_TIMESTAMP, Frame
 
 
 class ImageFolderSource(Source):

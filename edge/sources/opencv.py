@@ -6,8 +6,8 @@ import time
 
 import cv2
 
-from stopsign.edge.frame import Frame
 from stopsign.edge.sources.base import Source, SourceOpenError
+from stopsign.edge.vision.frame import Frame
 
 
 class OpenCvSource(Source):

@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from stopsign.edge.frame import NO_TIMESTAMP, Frame
+from stopsign.edge.vision.frame import NO_TIMESTAMP, Frame
 
 THUMB_SIZE = (64, 36)  # (width, height)
 # Area-averaging all rows of a 720p frame costs ~0.7 ms per frame, more than the letterbox. A

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from stopsign.edge.tracking.distance import CameraIntrinsics
 
 if TYPE_CHECKING:
-    from stopsign.edge.spec import ModelSpec
+    from stopsign.edge.model.spec import ModelSpec
 
 # The stay threshold, as a fraction of the enter threshold, when none is given.
 STAY_FRACTION = 0.6

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stopsign.edge.detections import Detections
-from stopsign.edge.postprocess import box_iou
 from stopsign.edge.tracking.config import TrackerConfig
 from stopsign.edge.tracking.distance import SpeedInput, distance_m, time_to_sign_s
 from stopsign.edge.tracking.events import AHEAD, LOST, TrackEvent
 from stopsign.edge.tracking.filter import AlphaBetaBox
+from stopsign.edge.vision.detections import Detections
+from stopsign.edge.vision.postprocess import box_iou
 
 
 @dataclass

@@ -16,8 +16,8 @@ import numpy as np
 
 from stopsign.edge.backends.base import BackendOptions
 from stopsign.edge.backends.onnxruntime import OnnxRuntimeBackend
-from stopsign.edge.postprocess import box_iou, decode_yolov5
-from stopsign.edge.preprocess import Preprocessor
+from stopsign.edge.vision.postprocess import box_iou, decode_yolov5
+from stopsign.edge.vision.preprocess import Preprocessor
 from stopsign.train.data import layout
 from stopsign.train.data.labels import parse_label_text, to_array
 

@@ -17,8 +17,8 @@ import numpy as np
 
 from stopsign.edge.backends.base import BackendOptions
 from stopsign.edge.backends.onnxruntime import OnnxRuntimeBackend
-from stopsign.edge.letterbox import resize_for_spec, to_network_input
-from stopsign.edge.postprocess import decode_yolov5
+from stopsign.edge.vision.letterbox import resize_for_spec, to_network_input
+from stopsign.edge.vision.postprocess import decode_yolov5
 from stopsign.train.data.hard_examples import mine_hard_examples
 
 

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stopsign.edge.spec import ModelSpec
+from stopsign.edge.model.spec import ModelSpec
 
 IMG = 160
 

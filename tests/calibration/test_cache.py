@@ -10,7 +10,7 @@ import pytest
 from stopsign.calibration.cache import CacheBinding, check_cache, load_cache, sidecar_path, write_cache
 from stopsign.calibration.cli import main
 from stopsign.calibration.errors import StaleCacheError
-from stopsign.edge.artifacts import sha256_file
+from stopsign.edge.model.artifacts import sha256_file
 
 BINDING = CacheBinding(model_sha256="a" * 64, algorithm="entropy2", input_size=(160, 160), n_images=16)
 PAYLOAD = b"TRT-100100-EntropyCalibration2\nimages: 3c010a14\n"

@@ -11,8 +11,8 @@ import pytest
 
 from stopsign.calibration.calibset import CalibrationSet
 from stopsign.calibration.errors import CalibrationError
-from stopsign.edge.letterbox import letterbox, to_network_input
-from stopsign.edge.spec import ModelSpec
+from stopsign.edge.model.spec import ModelSpec
+from stopsign.edge.vision.letterbox import letterbox, to_network_input
 
 SPEC = ModelSpec(class_names=["stop_sign"], input_size=(160, 160))
 

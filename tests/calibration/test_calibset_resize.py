@@ -14,8 +14,8 @@ import pytest
 from stopsign.calibration.calibset import CalibrationSet
 from stopsign.calibration.errors import CalibrationError
 from stopsign.calibration.select import SelectOptions, select_calibration_set
-from stopsign.edge.letterbox import to_network_input
-from stopsign.edge.spec import ModelSpec
+from stopsign.edge.model.spec import ModelSpec
+from stopsign.edge.vision.letterbox import to_network_input
 
 STRETCH = ModelSpec(class_names=["stop_sign"], input_size=(160, 160), resize="stretch")
 

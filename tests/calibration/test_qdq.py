@@ -13,8 +13,8 @@ from onnx import numpy_helper
 from stopsign.calibration.calibset import CalibrationSet
 from stopsign.calibration.errors import CalibrationError
 from stopsign.calibration.qdq import QdqOptions, _chunk_size, head_and_tail_nodes, quantize_qdq
-from stopsign.edge.onnx_meta import read_spec_from_onnx
-from stopsign.edge.spec import ONNX_METADATA_KEY
+from stopsign.edge.model.onnx_meta import read_spec_from_onnx
+from stopsign.edge.model.spec import ONNX_METADATA_KEY
 
 
 def _dq_fed_convs(graph: onnx.GraphProto) -> set[str]:

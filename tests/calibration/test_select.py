@@ -21,7 +21,7 @@ from stopsign.calibration.select import (
     select_calibration_set,
     size_bucket,
 )
-from stopsign.edge.letterbox import letterbox
+from stopsign.edge.vision.letterbox import letterbox
 
 OPTS = SelectOptions(n=16, input_size=(160, 160))
 

@@ -10,7 +10,7 @@ import pytest
 from stopsign.calibration.calibset import CalibrationSet
 from stopsign.calibration.errors import CalibrationError, StaleCacheError
 from stopsign.calibration.tensorrt_calibrator import BatchFeeder, make_calibrator, tensorrt_import_error
-from stopsign.edge.onnx_meta import read_spec_from_onnx
+from stopsign.edge.model.onnx_meta import read_spec_from_onnx
 from tests.tensorrt_stubs import mypy_available, run_mypy, typecheckable_stubs
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stopsign.edge.spec import ModelSpec
+from stopsign.edge.model.spec import ModelSpec
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import importlib.util
 
 import pytest
 
-from stopsign.edge.onnx_meta import read_spec_from_onnx
+from stopsign.edge.model.onnx_meta import read_spec_from_onnx
 from stopsign.export.cli import main
 from stopsign.export.tensorrt_build import TensorRTUnavailable, tensorrt_version
 

@@ -20,7 +20,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from stopsign.edge.onnx_meta import read_spec_from_onnx
+from stopsign.edge.model.onnx_meta import read_spec_from_onnx
 from stopsign.export.cli import main as export_main
 from stopsign.train.darknet.import_cmd import import_darknet
 from tests.train.darknet.helpers import write_darknet_files

@@ -9,7 +9,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from stopsign.edge.onnx_meta import read_spec_from_onnx
+from stopsign.edge.model.onnx_meta import read_spec_from_onnx
 from stopsign.export.cli import check_batch_fits, main
 from stopsign.export.dynamic_batch import make_batch_dynamic
 from stopsign.export.engine_plan import EngineBuildError, inspect_onnx

@@ -7,7 +7,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from stopsign.edge.onnx_meta import read_spec_from_onnx
+from stopsign.edge.model.onnx_meta import read_spec_from_onnx
 from stopsign.export.efficient_nms import OUTPUT_NAMES, NmsOptions
 from stopsign.export.onnx_export import export_onnx
 

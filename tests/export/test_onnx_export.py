@@ -6,8 +6,8 @@ import onnx
 import pytest
 import torch
 
-from stopsign.edge.onnx_meta import onnx_sha256, read_spec_from_onnx
-from stopsign.edge.spec import ONNX_METADATA_KEY, ModelSpecError
+from stopsign.edge.model.onnx_meta import onnx_sha256, read_spec_from_onnx
+from stopsign.edge.model.spec import ONNX_METADATA_KEY, ModelSpecError
 from stopsign.export.onnx_export import ExportError, export_checkpoint, export_onnx
 
 # ONNX ops TensorRT 8.6+ imports (onnx-tensorrt operator support list) that a YOLOv5 export may use.

@@ -16,8 +16,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from stopsign.edge.letterbox import letterbox, to_network_input
-from stopsign.edge.postprocess import box_iou, decode_yolov5
+from stopsign.edge.vision.letterbox import letterbox, to_network_input
+from stopsign.edge.vision.postprocess import box_iou, decode_yolov5
 
 FP32_ATOL = 1e-4
 FP16_BOX_TOL = 1e-2  # of the input size (0.01 x 160 px = 1.6 px)

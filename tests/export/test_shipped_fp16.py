@@ -16,9 +16,9 @@ import pytest
 
 from stopsign.edge.backends.base import BackendOptions
 from stopsign.edge.backends.onnxruntime import OnnxRuntimeBackend
-from stopsign.edge.postprocess import decode_yolov5
-from stopsign.edge.preprocess import Preprocessor
-from stopsign.edge.spec import ONNX_METADATA_KEY
+from stopsign.edge.model.spec import ONNX_METADATA_KEY
+from stopsign.edge.vision.postprocess import decode_yolov5
+from stopsign.edge.vision.preprocess import Preprocessor
 from stopsign.export.fp16 import convert_to_fp16
 
 SHIPPED = Path(__file__).resolve().parents[2] / "edge" / "assets" / "stopsign.onnx"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from stopsign.edge.engine_sidecar import check_engine_sidecar, engine_staleness, sidecar_path
-from stopsign.edge.gpu_info import gpu_info
+from stopsign.edge.model.engine_sidecar import check_engine_sidecar, engine_staleness, sidecar_path
+from stopsign.edge.model.gpu_info import gpu_info
 from stopsign.export.tensorrt_build import (
     EngineBuildOptions,
     TensorRTUnavailable,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stopsign.edge.artifacts import atomic_write_text
+from stopsign.edge.model.artifacts import atomic_write_text
 from stopsign.train.checkpoint import CheckpointError, load_checkpoint
 from stopsign.train.darknet.cfg import parse_cfg, with_net_options
 from stopsign.train.darknet.model import DarknetModel

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stopsign.edge.artifacts import atomic_write_bytes
+from stopsign.edge.model.artifacts import atomic_write_bytes
 from stopsign.train.darknet.model import DarknetModel
 
 

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from stopsign.edge.artifacts import atomic_write_text
+from stopsign.edge.model.artifacts import atomic_write_text
 from stopsign.train.data import layout
 from stopsign.train.data.labels import parse_label_text, to_array
 from stopsign.train.data.layout import DatasetError

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from stopsign.edge.artifacts import atomic_write_text
+from stopsign.edge.model.artifacts import atomic_write_text
 from stopsign.train.data import layout
 from stopsign.train.data.drives import RECORDER_VERSION, START_MONOTONIC_NS
 from stopsign.train.data.layout import DatasetError

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from stopsign.edge.postprocess import box_iou
+from stopsign.edge.vision.postprocess import box_iou
 from stopsign.train.data.layout import yolo_to_xyxy
 from stopsign.train.dataset import read_labels
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from stopsign.edge.artifacts import atomic_write_text
+from stopsign.edge.model.artifacts import atomic_write_text
 
 CLASS_NAMES: tuple[str, ...] = ("stop_sign",)
 ROLES: tuple[str, ...] = ("stop", "confuser", "negative")

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from stopsign.edge.artifacts import sha256_file
 from stopsign.edge.backends import base
 from stopsign.edge.backends.auto import Availability, ModelFiles, choose_backend
 from stopsign.edge.backends.base import BackendError, resolve_backend
-from stopsign.edge.engine_sidecar import EngineSidecar, write_sidecar
-from stopsign.edge.spec import ModelSpec
+from stopsign.edge.model.artifacts import sha256_file
+from stopsign.edge.model.engine_sidecar import EngineSidecar, write_sidecar
+from stopsign.edge.model.spec import ModelSpec
 
 EVERYTHING = Availability(True, True, True, True, True, "10.3.0", "8.7")
 CPU_ONLY = Availability(onnxruntime=True, torch=True)
@@ -155,7 +155,7 @@ def test_auto_prints_its_choice_and_explicit_never_falls_back(
 def test_the_openvino_int8_ir_beside_the_onnx(
     tmp_path: Path, available: Availability, ir: str | None, label: str, picked: str, skipped: str
 ) -> None:
-    from tests.edge.test_openvino_ir import make_ir
+    from tests.edge.model.test_openvino_ir import make_ir
 
     files = {}
     if ir is not None:
@@ -173,7 +173,7 @@ def test_the_openvino_int8_ir_beside_the_onnx(
 
 def test_resolve_model_returns_the_file_auto_chose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from stopsign.edge.backends.base import resolve_model
-    from tests.edge.test_openvino_ir import make_ir
+    from tests.edge.model.test_openvino_ir import make_ir
 
     onnx, xml = make_ir(tmp_path)
     real_detect = Availability.detect

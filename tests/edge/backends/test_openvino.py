@@ -177,7 +177,7 @@ def test_the_shipped_int8_ir_replays_to_its_outputs_with_the_fp32_events(drive: 
     """The IR has expected outputs of its own (INT8 scores move by up to ~0.1), and the same events
     (kind and track, in order) as the FP32 model, each at most 3 frames apart (night_approach:
     confirmed 2 frames earlier)."""
-    from stopsign.edge.artifacts import sha256_file
+    from stopsign.edge.model.artifacts import sha256_file
     from stopsign.edge.replay.expected import (
         Tolerance,
         compare,
@@ -234,7 +234,7 @@ def test_int8_on_openvino_announces_what_int8_on_onnxruntime_does(drive: str) ->
 
 def _matched_score_gaps(a: list[dict], b: list[dict]) -> list[float]:
     """|score difference| of the detections of two replays' frame lines, matched per frame at IoU >= 0.5."""
-    from stopsign.edge.postprocess import box_iou
+    from stopsign.edge.vision.postprocess import box_iou
 
     gaps = []
     frames_b = {line["frame"]: line["detections"] for line in b if line["kind"] == "frame"}
@@ -254,7 +254,7 @@ def test_int8_runtimes_differ_less_than_int8_differs_from_fp32() -> None:
     kernels and ONNX Runtime's float emulation of the same Q/DQ file round differently, but by less
     than INT8 itself moves scores from FP32 (what this test computes was, on 2026-12-01: p90 0.037 against 0.066, max 0.093 against
     0.127 over the 4 sample drives); the events are the same (the test above)."""
-    from stopsign.edge.artifacts import sha256_file
+    from stopsign.edge.model.artifacts import sha256_file
     from stopsign.edge.replay.expected import expected_path, read_expected
     from stopsign.edge.replay.runner import replay
 
@@ -283,7 +283,7 @@ def test_a_signed_qdq_file_is_read_with_unsigned_activations(tmp_path: Path) -> 
     (read as it is, OpenVINO was off by up to 0.63 here, 0.8 on a photo)."""
     import cv2
 
-    from stopsign.edge.letterbox import letterbox, to_network_input
+    from stopsign.edge.vision.letterbox import letterbox, to_network_input
 
     capture = cv2.VideoCapture(
         str(SHIPPED.parents[1] / "samples" / "drives" / "night_approach" / "video.mp4")
@@ -327,7 +327,7 @@ def test_edge_calibrate_openvino_makes_an_ir_that_tracks_fp32(tiny_onnx: Path, t
     import cv2
 
     from stopsign.calibration.cli import main as calibrate
-    from stopsign.edge.openvino_ir import check_ir_for_onnx, read_ir_spec
+    from stopsign.edge.model.openvino_ir import check_ir_for_onnx, read_ir_spec
 
     rng = np.random.default_rng(0)
     calib = tmp_path / "calib"
@@ -354,7 +354,7 @@ def test_edge_calibrate_openvino_int8_gives_the_ir_of_the_qdq_file(tmp_path: Pat
     import shutil
 
     from stopsign.calibration.cli import main as calibrate
-    from stopsign.edge.openvino_ir import check_ir_for_onnx
+    from stopsign.edge.model.openvino_ir import check_ir_for_onnx
 
     for name in ("stopsign.onnx", "stopsign.int8.onnx"):
         shutil.copy(SHIPPED / name, tmp_path / name)
@@ -408,8 +408,8 @@ def test_uint8_images_give_the_output_of_their_float_input(
 
 @pytest.mark.parametrize("model", ["stopsign.onnx", "stopsign.int8.onnx", "stopsign.openvino.xml"])
 def test_shipped_models_give_the_same_rows_from_images(model: str, tmp_path: Path) -> None:
-    from stopsign.edge.preprocess import FrameBatcher
     from stopsign.edge.replay.drive import open_drive, read_frames
+    from stopsign.edge.vision.preprocess import FrameBatcher
 
     backend = load(SHIPPED / model, tmp_path)
     assert backend.spec is not None
@@ -421,8 +421,8 @@ def test_shipped_models_give_the_same_rows_from_images(model: str, tmp_path: Pat
 
 
 def test_the_bound_image_buffer_is_read_afresh_each_call(tmp_path: Path) -> None:
-    from stopsign.edge.preprocess import FrameBatcher
     from stopsign.edge.replay.drive import open_drive, read_frames
+    from stopsign.edge.vision.preprocess import FrameBatcher
 
     backend = load(SHIPPED / "stopsign.openvino.xml", tmp_path)
     assert backend.spec is not None
@@ -488,7 +488,7 @@ def test_edge_detect_on_openvino_gives_onnxruntimes_detections(tiles: str, tmp_p
 
 
 def test_edge_bench_times_openvino_on_the_input_the_loop_gives_it() -> None:
-    from stopsign.edge.benchmark import bench_model
+    from stopsign.edge.cli.benchmark import bench_model
 
     run = bench_model(SHIPPED / "stopsign.onnx", "openvino", 5, warmup=1, batch=2, threads=2)
     assert run.to_dict()["model_input"] == "uint8" and run.batch == 2 and len(run.latencies_ms) == 5

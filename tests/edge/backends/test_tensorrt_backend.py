@@ -10,7 +10,7 @@ import pytest
 
 from stopsign.edge.backends.base import BackendError, BackendOptions, resolve_backend
 from stopsign.edge.backends.tensorrt import TensorRTBackend, engine_for, nms_rows, tensorrt_runtime_available
-from stopsign.edge.postprocess import decode_yolov5
+from stopsign.edge.vision.postprocess import decode_yolov5
 from tests.tensorrt_stubs import mypy_available, run_mypy, typecheckable_stubs
 
 TENSORRT_MODULES = ("edge/backends/tensorrt.py", "edge/backends/cuda_memory.py")

@@ -11,8 +11,8 @@ import torch
 from stopsign.edge.backends.base import BackendError, BackendOptions, resolve_backend
 from stopsign.edge.backends.onnxruntime import OnnxRuntimeBackend
 from stopsign.edge.backends.torch import TorchBackend
-from stopsign.edge.letterbox import letterbox, to_network_input
-from stopsign.edge.postprocess import decode_yolov5
+from stopsign.edge.vision.letterbox import letterbox, to_network_input
+from stopsign.edge.vision.postprocess import decode_yolov5
 from stopsign.export.onnx_export import export_onnx
 from stopsign.train.checkpoint import save_checkpoint, spec_for_model
 from stopsign.train.model import build_model

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from stopsign.edge.backends import torch_ops
-from stopsign.edge.letterbox import compute_transform, letterbox, to_network_input
-from stopsign.edge.postprocess import decode_yolov5, nms
+from stopsign.edge.vision.letterbox import compute_transform, letterbox, to_network_input
+from stopsign.edge.vision.postprocess import decode_yolov5, nms
 
 
 def random_boxes(n: int, seed: int, spread: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

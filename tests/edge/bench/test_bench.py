@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from stopsign.edge.benchmark import FixedBatchError, bench_e2e, bench_model, model_file_spec
 from stopsign.edge.cli import bench as bench_cli
-from stopsign.edge.spec import ModelSpecError
+from stopsign.edge.cli.benchmark import FixedBatchError, bench_e2e, bench_model, model_file_spec
+from stopsign.edge.model.spec import ModelSpecError
 from stopsign.export.onnx_export import export_onnx
 from stopsign.train.checkpoint import spec_for_model
 from stopsign.train.model import build_model

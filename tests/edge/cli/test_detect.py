@@ -19,9 +19,9 @@ from stopsign.edge.backends.base import Backend, BackendOptions
 from stopsign.edge.backends.onnxruntime import OnnxRuntimeBackend
 from stopsign.edge.cli.detect import SHIPPED_MODEL, main, run_detect
 from stopsign.edge.cli.detect_config import DetectConfig
-from stopsign.edge.pipeline import FatalBackendError
-from stopsign.edge.postprocess import box_iou
-from stopsign.edge.spec import ModelSpec
+from stopsign.edge.model.spec import ModelSpec
+from stopsign.edge.runtime.loop import FatalBackendError
+from stopsign.edge.vision.postprocess import box_iou
 from tests.edge.helpers import requires_gstreamer
 
 pytestmark = [pytest.mark.gstreamer, requires_gstreamer]
@@ -393,7 +393,7 @@ def test_engine_nms_output_skips_host_nms(
 def test_hold_gap_from_the_config_file_and_the_flag(file_value, flag, expected: float) -> None:
     from stopsign.edge.cli.detect import make_tracker
     from stopsign.edge.cli.detect_config import build_config
-    from stopsign.edge.onnx_meta import read_spec_from_onnx
+    from stopsign.edge.model.onnx_meta import read_spec_from_onnx
 
     file_values = {"source": "test://"} | ({"hold_gap": file_value} if file_value is not None else {})
     config = build_config(file_values, {"hold_gap": flag})

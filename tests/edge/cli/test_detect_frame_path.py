@@ -18,7 +18,7 @@ from stopsign.edge.backends.base import Backend, BackendOptions
 from stopsign.edge.backends.torch import TorchBackend
 from stopsign.edge.cli.detect import run_detect
 from stopsign.edge.cli.detect_config import DetectConfig
-from stopsign.edge.spec import ModelSpec
+from stopsign.edge.model.spec import ModelSpec
 from stopsign.train.checkpoint import save_checkpoint, spec_for_model
 from stopsign.train.model import build_model
 from tests.edge.helpers import requires_gstreamer

@@ -11,7 +11,7 @@ import pytest
 
 from stopsign.edge.cli.detect import SHIPPED_MODEL, main
 from stopsign.edge.cli.detect_config import ConfigError, build_config
-from stopsign.edge.postprocess import box_iou
+from stopsign.edge.vision.postprocess import box_iou
 from tests.edge.helpers import requires_gstreamer
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from stopsign.edge.cli import record as record_cli
-from stopsign.edge.recorder import _FrameIndex
 from stopsign.edge.replay.drive import open_drive, read_frames
+from stopsign.edge.replay.recorder import _FrameIndex
 from tests.edge.helpers import requires_gstreamer
 
 pytestmark = [pytest.mark.gstreamer, requires_gstreamer]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from stopsign.edge.cli import replay as replay_cli
-from stopsign.edge.detections import Detections
+from stopsign.edge.model.spec import ModelSpec
 from stopsign.edge.replay.drive import DriveError, DriveLabels, open_drive, read_frames
 from stopsign.edge.replay.expected import Tolerance, compare, expected_for, to_lines
 from stopsign.edge.replay.metrics import drive_metrics
@@ -19,7 +19,7 @@ from stopsign.edge.replay.pytest_plugin import check_drive
 from stopsign.edge.replay.runner import FrameRecord, ReplayResult, replay
 from stopsign.edge.sources.base import SourceOpenError
 from stopsign.edge.sources.drive import load_drive
-from stopsign.edge.spec import ModelSpec
+from stopsign.edge.vision.detections import Detections
 from stopsign.export.onnx_export import export_onnx
 from stopsign.train.checkpoint import spec_for_model
 from stopsign.train.model import build_model

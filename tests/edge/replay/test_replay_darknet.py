@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stopsign.edge.cli import replay as replay_cli
-from stopsign.edge.onnx_meta import read_spec_from_onnx
+from stopsign.edge.model.onnx_meta import read_spec_from_onnx
 from tests.train.darknet.helpers import darknet_onnx
 
 DRIVE = Path(__file__).resolve().parents[3] / "samples" / "drives" / "day_approach"

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stopsign.edge.artifacts import sha256_file
 from stopsign.edge.cli import replay as replay_cli
+from stopsign.edge.model.artifacts import sha256_file
 from stopsign.edge.replay.expected import to_lines
 from stopsign.edge.replay.runner import replay
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stopsign.edge.frame import NO_TIMESTAMP, Frame
 from stopsign.edge.sources.sanity import THUMB_SIZE, FrameSanity, SanityOptions, thumbnail_source
+from stopsign.edge.vision.frame import NO_TIMESTAMP, Frame
 
 MS = 1_000_000
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stopsign.edge.spec import ModelSpec
+from stopsign.edge.model.spec import ModelSpec
 from stopsign.edge.tracking import TrackerConfig, TrackerConfigError
 from stopsign.edge.tracking.distance import CameraIntrinsics
 

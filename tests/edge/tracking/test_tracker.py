@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stopsign.edge.detections import Detections
 from stopsign.edge.tracking import AHEAD, LOST, SpeedInput, Tracker, TrackerConfig, TrackerConfigError
 from stopsign.edge.tracking.distance import CameraIntrinsics
+from stopsign.edge.vision.detections import Detections
 
 FPS = 30
 FRAME_NS = 1_000_000_000 // FPS

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from stopsign.edge.letterbox import resize_for_spec, to_network_input
+from stopsign.edge.vision.letterbox import resize_for_spec, to_network_input
 from stopsign.train.checkpoint import load_checkpoint
 from stopsign.train.cli import main
 from stopsign.train.config import Hyp

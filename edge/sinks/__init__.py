@@ -1,0 +1,35 @@
+"""Outputs of a run, one module each, behind one interface (:class:`Sink`, in ``base``).
+
+- ``base``: the contract (:class:`FrameResult`, :class:`Sink`) and :class:`GuardedSink`, which
+  contains a failing output and retries it;
+- ``jsonl``: detections, events and the per-frame stage log as JSON lines;
+- ``draw``: the overlay drawn by the outputs that show pictures;
+- ``video``: the annotated video file; ``window``: a desktop window; ``udp``: JSON datagrams.
+
+Sinks never import backends (a contract CI checks): they see frames, results and events only.
+"""
+
+from __future__ import annotations
+
+from stopsign.edge.sinks.base import FrameResult, GuardedSink, Sink
+from stopsign.edge.sinks.draw import annotate
+from stopsign.edge.sinks.jsonl import DetectionsSink, EventSink, FrameLogSink, JsonLinesFile
+from stopsign.edge.sinks.udp import UdpSink, parse_host_port
+from stopsign.edge.sinks.video import VideoSink
+from stopsign.edge.sinks.window import ShowSink, gui_available
+
+__all__ = [
+    "DetectionsSink",
+    "EventSink",
+    "FrameLogSink",
+    "FrameResult",
+    "GuardedSink",
+    "JsonLinesFile",
+    "ShowSink",
+    "Sink",
+    "UdpSink",
+    "VideoSink",
+    "annotate",
+    "gui_available",
+    "parse_host_port",
+]
