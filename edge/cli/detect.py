@@ -11,6 +11,7 @@ cannot open, model cannot load, backend keeps failing); 2 on bad arguments or co
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -45,6 +46,8 @@ from stopsign.edge.sinks import (
     gui_available,
     parse_host_port,
 )
+from stopsign.edge.sinks.live import TrackOverlay, TrackProvider, parse_listen_address
+from stopsign.edge.sinks.view import ViewConfig, ViewConfigError, ViewSink, read_token_file
 from stopsign.edge.sources.base import Source, SourceError, SourceOptions, StatusReport
 from stopsign.edge.sources.factory import make_source
 from stopsign.edge.sources.launch import CameraOptions
@@ -158,6 +161,23 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--save", help="annotated video (.mp4)")
     out.add_argument("--show", action="store_true", default=None, help="show annotated frames in a window")
     out.add_argument("--udp", help="send events and detections as JSON datagrams to host:port")
+    live = p.add_argument_group("live view (docs/live.md)")
+    live.add_argument(
+        "--view",
+        metavar="[HOST:]PORT",
+        help="serve a live page (annotated frames, events, health) on HOST:PORT; HOST defaults to "
+        "127.0.0.1, any other address needs --view-token-file",
+    )
+    live.add_argument("--view-fps", type=float, help="frames a second sent to the page at most (default 10)")
+    live.add_argument(
+        "--view-token-file", help="file holding the token a request must carry (?token= or Bearer)"
+    )
+    live.add_argument(
+        "--foxglove",
+        metavar="[HOST:]PORT",
+        help="publish image, boxes, events and health over the Foxglove WebSocket protocol (loopback only)",
+    )
+    live.add_argument("--foxglove-fps", type=float, help="images a second published at most (default 10)")
     p.add_argument("--config", help="YAML file of settings (flags override it)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -192,7 +212,10 @@ def load_backend(config: DetectConfig) -> tuple[Backend, ModelSpec]:
     return backend, spec
 
 
-def make_sinks(config: DetectConfig, spec: ModelSpec, source: Source) -> list[Sink]:
+def make_sinks(
+    config: DetectConfig, spec: ModelSpec, source: Source, tracker: TrackerLike | None = None
+) -> list[Sink]:
+    """The outputs ``config`` asks for; ``tracker`` gives the live outputs its tracks to draw."""
     names = spec.class_names
     sinks: list[Sink] = [EventSink(config.events, config.events_max_bytes)]
     if config.detections:
@@ -205,7 +228,34 @@ def make_sinks(config: DetectConfig, spec: ModelSpec, source: Source) -> list[Si
         sinks.append(ShowSink(names))
     if config.udp:
         sinks.append(UdpSink(config.udp, names))
+    tracks = track_provider(tracker)
+    if config.view:
+        sinks.append(ViewSink(view_config(config), names, tracks))
+    if config.foxglove:
+        from stopsign.edge.sinks.foxglove import FoxgloveConfig, FoxgloveSink
+
+        host, port = parse_listen_address(config.foxglove, "--foxglove")
+        sinks.append(FoxgloveSink(FoxgloveConfig(host, port, config.foxglove_fps), names, tracks))
     return sinks
+
+
+def view_config(config: DetectConfig) -> ViewConfig:
+    """The live page's settings; the token file is read here (errors name it)."""
+    assert config.view is not None
+    host, port = parse_listen_address(config.view, "--view")
+    token = read_token_file(config.view_token_file) if config.view_token_file else None
+    try:
+        return ViewConfig(host, port, config.view_fps, token)
+    except ViewConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def track_provider(tracker: TrackerLike | None) -> TrackProvider | None:
+    """The tracker's tracks as the live outputs draw them (called on the loop's thread)."""
+    tracks = getattr(tracker, "tracks", None)
+    if tracker is None or tracks is None:
+        return None
+    return lambda: [TrackOverlay.of(track) for track in tracker.tracks]  # type: ignore[attr-defined]
 
 
 def principal_point(config: DetectConfig) -> tuple[float, float] | None:
@@ -262,6 +312,16 @@ def preflight(config: DetectConfig) -> None:
             raise ConfigError(str(exc)) from None
     if config.show and not gui_available():
         raise ConfigError("--show needs OpenCV with a GUI: pip install opencv-python (not -headless)")
+    if config.view:
+        view_config(config)  # a bad token file is an error before the model loads
+    if config.view or config.foxglove:
+        missing = [
+            f"{module} (--{flag})"
+            for module, flag in (("aiohttp", "view"), ("foxglove", "foxglove"))
+            if getattr(config, flag) and importlib.util.find_spec(module) is None
+        ]
+        if missing:
+            raise ConfigError(f"{', '.join(missing)} not installed: pip install 'stopsign-edge[live]'")
 
 
 def run_detect(
@@ -283,11 +343,12 @@ def run_detect(
     guarded: list[GuardedSink] = []
     try:
         source.open()
-        guarded = [GuardedSink(s, channel.emit) for s in make_sinks(config, spec, source)]
+        still = source.description.startswith("images")
+        tracker = make_tracker(spec, config, still)
+        guarded = [GuardedSink(s, channel.emit) for s in make_sinks(config, spec, source, tracker)]
         channel.receivers.extend(guarded)
         for sink in guarded:
             sink.open()
-        still = source.description.startswith("images")
         supervisor = BackendSupervisor(
             backend, lambda: backend_factory(config)[0], config.max_backend_failures, channel
         )
@@ -313,7 +374,7 @@ def run_detect(
             loop_config,
             channel,
             guarded,
-            tracker=make_tracker(spec, config, still),
+            tracker=tracker,
             notifier=SdNotifier.from_env(os.environ),
             stop=stop,
         )

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from stopsign.edge.backends.base import DEVICES
+from stopsign.edge.sinks.live import ListenAddressError, is_loopback, parse_listen_address
 from stopsign.edge.sources.uri import parse_size
 from stopsign.edge.vision.tiles import TileConfig, TileConfigError
 
@@ -51,6 +52,13 @@ class DetectConfig:
     save: str | None = None
     show: bool = False
     udp: str | None = None
+    # Live outputs (stopsign.edge.sinks.view / .foxglove): [HOST:]PORT, loopback unless told;
+    # any other address needs the token (the view) or is refused (Foxglove has no authentication).
+    view: str | None = None
+    view_fps: float = 10.0
+    view_token_file: str | None = None
+    foxglove: str | None = None
+    foxglove_fps: float = 10.0
     health: bool = True
     max_backend_failures: int = 3
     reject_identical: bool = True
@@ -123,6 +131,7 @@ class DetectConfig:
             TileConfig.parse(self.tiles)
         except TileConfigError as exc:
             raise ConfigError(str(exc)) from None
+        self._validate_live()
         if self.camera_fps is not None and self.camera_fps <= 0:
             fail("camera_fps", "must be > 0")
         if self.camera_size is not None:
@@ -130,6 +139,34 @@ class DetectConfig:
                 parse_size(self.camera_size, "camera_size")
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
+
+    def _validate_live(self) -> None:
+        for key in ("view_fps", "foxglove_fps"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and 0 < value <= 60):
+                raise ConfigError(f"{key}={value!r}: must be in (0, 60] frames per second")
+        if self.view is not None:
+            host, _ = self._listen("view")
+            if self.view_token_file is None and not is_loopback(host):
+                raise ConfigError(
+                    f"view={self.view!r}: {host} can be reached from other machines; give "
+                    "view_token_file (--view-token-file), or keep 127.0.0.1 and use an SSH tunnel"
+                )
+        elif self.view_token_file is not None:
+            raise ConfigError(f"view_token_file={self.view_token_file!r}: given without --view")
+        if self.foxglove is not None:
+            host, _ = self._listen("foxglove")
+            if not is_loopback(host):
+                raise ConfigError(
+                    f"foxglove={self.foxglove!r}: the Foxglove WebSocket protocol has no authentication, "
+                    "so it binds loopback only (127.0.0.1 or ::1); reach it through an SSH tunnel"
+                )
+
+    def _listen(self, key: str) -> tuple[str, int]:
+        try:
+            return parse_listen_address(str(getattr(self, key)), f"--{key}")
+        except ListenAddressError as exc:
+            raise ConfigError(str(exc)) from None
 
     @property
     def uri(self) -> str:

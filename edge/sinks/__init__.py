@@ -4,7 +4,10 @@
   contains a failing output and retries it;
 - ``jsonl``: detections, events and the per-frame stage log as JSON lines;
 - ``draw``: the overlay drawn by the outputs that show pictures;
-- ``video``: the annotated video file; ``window``: a desktop window; ``udp``: JSON datagrams.
+- ``video``: the annotated video file; ``window``: a desktop window; ``udp``: JSON datagrams;
+- ``view``: the live web page (aiohttp, ``view_page.html``); ``foxglove``: Foxglove WebSocket
+  (foxglove-sdk, imported only there); ``live``: what those two share (one-slot frame buffer,
+  listen addresses, tracks and tiles to draw).
 
 Sinks never import backends (a contract CI checks): they see frames, results and events only.
 """
@@ -16,6 +19,7 @@ from stopsign.edge.sinks.draw import annotate
 from stopsign.edge.sinks.jsonl import DetectionsSink, EventSink, FrameLogSink, JsonLinesFile
 from stopsign.edge.sinks.udp import UdpSink, parse_host_port
 from stopsign.edge.sinks.video import VideoSink
+from stopsign.edge.sinks.view import ViewConfig, ViewSink
 from stopsign.edge.sinks.window import ShowSink, gui_available
 
 __all__ = [
@@ -29,6 +33,8 @@ __all__ = [
     "Sink",
     "UdpSink",
     "VideoSink",
+    "ViewConfig",
+    "ViewSink",
     "annotate",
     "gui_available",
     "parse_host_port",
