@@ -303,8 +303,12 @@ def bench_e2e(
     threads: int = 0,
     duration_s: float | None = None,
     tiles: str = "none",
+    options: dict[str, Any] | None = None,
 ) -> BenchRun:
     """End-to-end through the real pipeline (``run_detect``); per-frame stage timings from its frame log.
+
+    ``options``: further ``edge-detect`` settings (DetectConfig fields), e.g. ``{"view": "127.0.0.1:8080"}``
+    to measure what an output costs the loop.
 
     ``tiles``: the ``--tiles`` setting of edge-detect; the run's ``batch`` is then the number of
     images per frame (whole frame + tiles), and ``fps`` stays frames per second.
@@ -323,7 +327,7 @@ def bench_e2e(
             source=source, model=str(model), backend=backend, threads=threads,
             max_frames=0 if duration_s else warmup + frames + 1,
             log_frames=str(log), events=str(Path(tmp) / "events.jsonl"), health=False, reject_identical=False,
-            tiles=tiles,
+            tiles=tiles, **(options or {}),
         )  # fmt: skip
         config.validate()
         holder: dict[str, Any] = {}

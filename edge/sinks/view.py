@@ -226,10 +226,10 @@ class ViewSink(Sink):
         app = web.Application()
         app.router.add_get("/", self._handle_page)
         app.router.add_get("/ws", self._handle_ws)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.config.host, self.config.port, shutdown_timeout=1.0)
+            site = web.TCPSite(runner, self.config.host, self.config.port)
             await site.start()
         except OSError as exc:
             failure.append(exc)
