@@ -116,7 +116,7 @@ def browser() -> Iterator[object]:
         "--no-first-run",
         "--disable-dev-shm-usage",
         f"--user-data-dir={profile}",
-        "--window-size=1100,560",
+        "--window-size=1100,640",
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
@@ -399,3 +399,15 @@ def test_track_overlay_from_tracker_track() -> None:
         tracker.update(dets, index, index * 66_000_000)
     overlay = TrackOverlay.of(tracker.tracks[0])
     assert overlay.confirmed and overlay.track_id == 1 and overlay.box[2] > overlay.box[0]
+
+
+@pytest.mark.parametrize("target", ["jetson", "x86"])
+def test_systemd_units_keep_the_live_outputs_off(target: str) -> None:
+    """The shipped unit and settings start no listener; the README says how to turn one on."""
+    folder = ROOT / "deploy" / target
+    for name in ("edge-detect.service", "edge-detect.env.example"):
+        lines = (folder / name).read_text().splitlines()
+        settings = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        assert not [line for line in settings if "--view" in line or "--foxglove" in line], name
+    readme = (folder / "README.md").read_text()
+    assert "ssh -N -L 8080:127.0.0.1:8080" in readme and "--view-token-file" in readme
