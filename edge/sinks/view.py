@@ -179,6 +179,7 @@ class ViewSink(Sink):
     def open(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             return
+        self.port = None
         started = threading.Event()
         failure: list[BaseException] = []
         self._thread = threading.Thread(

@@ -9,6 +9,7 @@ by ``/usr/bin/chromedriver``, nothing downloaded), raw sockets for the stalled c
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -411,3 +412,52 @@ def test_systemd_units_keep_the_live_outputs_off(target: str) -> None:
         assert not [line for line in settings if "--view" in line or "--foxglove" in line], name
     readme = (folder / "README.md").read_text()
     assert "ssh -N -L 8080:127.0.0.1:8080" in readme and "--view-token-file" in readme
+
+
+def test_ten_viewers_come_and_go() -> None:
+    """Ten viewers at once all get frames; when half leave, the others go on, and with the last
+    one gone the loop's side stops keeping frames."""
+    websockets_sync = pytest.importorskip("websockets.sync.client")
+    sink = ViewSink(ViewConfig(port=0, fps=20.0), ["stop_sign"], announce=lambda _: None)
+    sink.open()
+    image = np.zeros((120, 160, 3), np.uint8)
+    feeding = threading.Event()
+
+    def feed() -> None:
+        index = 0
+        while not feeding.is_set():
+            image[:] = index % 255  # a new picture each frame (the test may reuse its buffer)
+            sink.on_frame(frame_result(index, image.copy()))
+            index += 1
+            time.sleep(1 / 30)
+
+    def frames_received(ws: object, seconds: float) -> int:
+        count, end = 0, time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                count += isinstance(ws.recv(timeout=0.1), bytes)  # type: ignore[attr-defined]
+            except TimeoutError:
+                continue
+        return count
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        with contextlib.ExitStack() as stack:
+            # max_queue=None: a viewer read later must not stop reading its socket meanwhile (the
+            # client library's back-pressure would then hold up its own close handshake).
+            url = f"ws://127.0.0.1:{sink.port}/ws"
+            viewers = [stack.enter_context(websockets_sync.connect(url, max_queue=None)) for _ in range(10)]
+            wait_until(lambda: len(sink._clients) == 10, 5, "ten viewers registered")
+            counts = [frames_received(ws, 0.2) for ws in viewers]  # each read in turn: 2 s in all
+            assert all(count >= 1 for count in counts), counts
+            for ws in viewers[5:]:
+                ws.close()
+            wait_until(lambda: len(sink._clients) == 5, 5, "five viewers left")
+            assert all(frames_received(ws, 0.3) >= 2 for ws in viewers[:5])
+        wait_until(lambda: not sink._slot.wanted.is_set(), 5, "nobody watching")
+        assert sink._slot.take(0) is None
+    finally:
+        feeding.set()
+        feeder.join(timeout=5)
+        sink.close()
