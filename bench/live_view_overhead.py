@@ -1,7 +1,7 @@
 """What the live outputs cost the detector: edge-bench end-to-end runs, alternated in one run.
 
     .venv/bin/python bench/live_view_overhead.py --repeats 3 --frames 300 --out runs/live_view
-    .venv/bin/python bench/live_view_overhead.py --configs off client --back-to-back
+    .venv/bin/python bench/live_view_overhead.py --configs off client --sources back-to-back
 
 Each repeat runs every configuration once, in turn, through ``edge-bench``'s own end-to-end
 measurement (:func:`stopsign.edge.cli.benchmark.bench_e2e`: the real ``run_detect`` pipeline,
@@ -13,10 +13,12 @@ latency per frame from its frame log), so the machine's swings fall on all of th
 - ``stalled``: ``--view`` with one client that opened the socket and never reads again;
 - ``foxglove``: ``--foxglove`` with one client subscribed to the image and the annotations.
 
-The source is the edge-bench still 720p frame at the camera's rate (``imagefreeze is-live=true``
-at 30 fps: live, so latency includes capture age); ``--back-to-back`` adds the same
-configurations on edge-bench's default source (frames as fast as the loop takes them). Prints
-one Markdown table: p50 / p99 / CPU per repeat and their medians, and the frames each client got.
+Sources (``--sources``): ``camera``, the edge-bench still 720p frame at the camera's rate
+(``imagefreeze is-live=true`` at ``--camera-fps``: live, so latency includes capture age), and
+``back-to-back``, edge-bench's default source (frames as fast as the loop takes them). Prints
+one Markdown table: latency p50 / p99 per repeat and their medians, the loop's own time in the
+sinks (``on_frame`` of every output, outside the latency), CPU per frame, and the frames each
+client got.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from stopsign.edge.cli import bench as bench_cli
 from stopsign.edge.cli.benchmark import BenchRun, bench_e2e
@@ -173,12 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--camera-fps", type=int, default=30)
     parser.add_argument("--view-fps", type=float, default=10.0)
     parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
-    parser.add_argument("--back-to-back", action="store_true", help="also on the unpaced default source")
+    parser.add_argument("--sources", nargs="+", choices=("camera", "back-to-back"), default=["camera"])
     parser.add_argument("--out", type=Path, help="write every run's edge-bench JSON here")
     args = parser.parse_args(argv)
-    sources = {"camera rate": CAMERA_SOURCE.format(fps=args.camera_fps)}
-    if args.back_to_back:
-        sources["back to back"] = bench_cli.DEFAULT_SOURCE
+    every = {
+        "camera rate": CAMERA_SOURCE.format(fps=args.camera_fps),
+        "back to back": bench_cli.DEFAULT_SOURCE,
+    }
+    sources = {
+        label: every[label] for label in every if label.replace(" rate", "").replace(" ", "-") in args.sources
+    }
     rows: dict[tuple[str, str], list[tuple[BenchRun, int | None]]] = {}
     for repeat in range(args.repeats):
         for label, source in sources.items():
@@ -196,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                         json.dumps({**run.to_dict(), "client_frames": frames}, indent=2)
                     )
     print("| source | config | p50 ms per repeat | p50 median | p99 ms per repeat | p99 median | "
-          "Δp50 vs off | p99 / off | CPU ms/frame (median) | frames to the client per repeat |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "Δp50 vs off | p99 / off | sinks p50 / p99 ms | CPU ms/frame | frames to the client per repeat |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for label in sources:
         base = rows.get((label, "off"))
         base_p50 = statistics.median(r.latency_summary()["p50"] for r, _ in base) if base else None
@@ -211,8 +219,10 @@ def main(argv: list[str] | None = None) -> int:
             delta = f"{p50 - base_p50:+.2f}" if base_p50 is not None else "-"
             ratio = f"{p99 / base_p99:.2f}" if base_p99 else "-"
             frames = ", ".join("-" if f is None else str(f) for _, f in runs)
+            sinks = [s["sinks"] for r, _ in runs for s in r.frame_stages if s.get("sinks") is not None]
+            sinks_text = f"{np.percentile(sinks, 50):.3f} / {np.percentile(sinks, 99):.3f}" if sinks else "-"
             print(f"| {label} | {config} | {', '.join(f'{v:.2f}' for v in p50s)} | {p50:.2f} | "
-                  f"{', '.join(f'{v:.2f}' for v in p99s)} | {p99:.2f} | {delta} | {ratio} | {cpu:.1f} | {frames} |")  # fmt: skip
+                  f"{', '.join(f'{v:.2f}' for v in p99s)} | {p99:.2f} | {delta} | {ratio} | {sinks_text} | {cpu:.1f} | {frames} |")  # fmt: skip
     return 0
 
 
