@@ -13,9 +13,9 @@ latency per frame from its frame log), so the machine's swings fall on all of th
 - ``stalled``: ``--view`` with one client that opened the socket and never reads again;
 - ``foxglove``: ``--foxglove`` with one client subscribed to the image and the annotations.
 
-Sources (``--sources``): ``camera``, the edge-bench still 720p frame at the camera's rate
-(``imagefreeze is-live=true`` at ``--camera-fps``: live, so latency includes capture age), and
-``back-to-back``, edge-bench's default source (frames as fast as the loop takes them). Prints
+Sources (``--sources``): edge-bench's default (one still 720p frame pushed again and again) at
+the camera's rate (``camera``: ``edge-bench --rate``, ``--camera-fps`` frames a second) or
+``back-to-back`` (as fast as the loop takes them). Prints
 one Markdown table: latency p50 / p99 per repeat and their medians, the loop's own time in the
 sinks (``on_frame`` of every output, outside the latency), CPU per frame, and the frames each
 client got.
@@ -42,10 +42,6 @@ from stopsign.edge.cli import bench as bench_cli
 from stopsign.edge.cli.benchmark import BenchRun, bench_e2e
 
 CONFIGS = ("off", "idle", "client", "stalled", "foxglove")
-CAMERA_SOURCE = (
-    "gst://videotestsrc pattern=smpte num-buffers=1 ! video/x-raw,format=BGR,width=1280,height=720,"
-    "framerate={fps}/1 ! imagefreeze is-live=true"
-)
 
 
 def free_port() -> int:
@@ -147,7 +143,7 @@ class Client:
         sock.close()
 
 
-def measure(config: str, args: argparse.Namespace, source: str) -> tuple[BenchRun, int | None]:
+def measure(config: str, args: argparse.Namespace, rate: float | None) -> tuple[BenchRun, int | None]:
     port = free_port()
     options: dict[str, object] = {}
     if config in ("idle", "client", "stalled"):
@@ -158,7 +154,15 @@ def measure(config: str, args: argparse.Namespace, source: str) -> tuple[BenchRu
     if client is not None:
         client.start()
     try:
-        run = bench_e2e(args.model, args.backend, source, args.frames, args.warmup, options=options)
+        run = bench_e2e(
+            args.model,
+            args.backend,
+            bench_cli.DEFAULT_SOURCE,
+            args.frames,
+            args.warmup,
+            rate=rate,
+            options=options,
+        )
     finally:
         if client is not None:
             client.join()
@@ -180,22 +184,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", nargs="+", choices=("camera", "back-to-back"), default=["camera"])
     parser.add_argument("--out", type=Path, help="write every run's edge-bench JSON here")
     args = parser.parse_args(argv)
-    every = {
-        "camera rate": CAMERA_SOURCE.format(fps=args.camera_fps),
-        "back to back": bench_cli.DEFAULT_SOURCE,
-    }
-    sources = {
-        label: every[label] for label in every if label.replace(" rate", "").replace(" ", "-") in args.sources
-    }
+    every: dict[str, float | None] = {"camera rate": float(args.camera_fps), "back to back": None}
+    names = {"camera rate": "camera", "back to back": "back-to-back"}
+    sources = {label: rate for label, rate in every.items() if names[label] in args.sources}
     rows: dict[tuple[str, str], list[tuple[BenchRun, int | None]]] = {}
     for repeat in range(args.repeats):
-        for label, source in sources.items():
+        for label, rate in sources.items():
             for config in args.configs:
                 print(
                     f"live_view_overhead: repeat {repeat + 1}/{args.repeats} {label} {config}",
                     file=sys.stderr,
                 )
-                run, frames = measure(config, args, source)
+                run, frames = measure(config, args, rate)
                 rows.setdefault((label, config), []).append((run, frames))
                 if args.out:
                     args.out.mkdir(parents=True, exist_ok=True)
