@@ -11,7 +11,6 @@ cannot open, model cannot load, backend keeps failing); 2 on bad arguments or co
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import os
@@ -41,8 +40,8 @@ from stopsign.edge.sinks import (
     gui_available,
     parse_host_port,
 )
-from stopsign.edge.sinks.live import TrackOverlay, TrackProvider, parse_listen_address
-from stopsign.edge.sinks.view import ViewConfig, ViewConfigError, ViewSink, read_token_file
+from stopsign.edge.sinks.live import missing_libraries, parse_listen_address, track_provider
+from stopsign.edge.sinks.view import ViewConfig, ViewSink, view_config_from_flags
 from stopsign.edge.sources.base import Source, SourceError, SourceOptions, StatusReport
 from stopsign.edge.sources.factory import make_source
 from stopsign.edge.sources.launch import HARDWARE_DECODERS, CameraOptions
@@ -236,21 +235,10 @@ def make_sinks(
 
 def view_config(config: DetectConfig) -> ViewConfig:
     """The live page's settings; the token file is read here (errors name it)."""
-    assert config.view is not None
-    host, port = parse_listen_address(config.view, "--view")
-    token = read_token_file(config.view_token_file) if config.view_token_file else None
     try:
-        return ViewConfig(host, port, config.view_fps, token)
-    except ViewConfigError as exc:
+        return view_config_from_flags(str(config.view), config.view_fps, config.view_token_file)
+    except ValueError as exc:
         raise ConfigError(str(exc)) from None
-
-
-def track_provider(tracker: TrackerLike | None) -> TrackProvider | None:
-    """The tracker's tracks as the live outputs draw them (called on the loop's thread)."""
-    tracks = getattr(tracker, "tracks", None)
-    if tracker is None or tracks is None:
-        return None
-    return lambda: [TrackOverlay.of(track) for track in tracker.tracks]  # type: ignore[attr-defined]
 
 
 def principal_point(config: DetectConfig) -> tuple[float, float] | None:
@@ -319,14 +307,9 @@ def preflight(config: DetectConfig) -> None:
         raise ConfigError("--show needs OpenCV with a GUI: pip install opencv-python (not -headless)")
     if config.view:
         view_config(config)  # a bad token file is an error before the model loads
-    if config.view or config.foxglove:
-        missing = [
-            f"{module} (--{flag})"
-            for module, flag in (("aiohttp", "view"), ("foxglove", "foxglove"))
-            if getattr(config, flag) and importlib.util.find_spec(module) is None
-        ]
-        if missing:
-            raise ConfigError(f"{', '.join(missing)} not installed: pip install 'stopsign-edge[live]'")
+    problem = missing_libraries(bool(config.view), bool(config.foxglove))
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 def run_detect(

@@ -19,6 +19,7 @@ import ipaddress
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.util import find_spec
 from typing import Any
 
 from stopsign.edge.sinks.base import FrameResult
@@ -142,3 +143,20 @@ class LatestFrame:
 
 def snapshot_tracks(provider: TrackProvider | None) -> tuple[TrackOverlay, ...]:
     return tuple(provider()) if provider is not None else ()
+
+
+def track_provider(tracker: Any) -> TrackProvider | None:
+    """The tracks of a ``stopsign.edge.tracking.Tracker`` (anything with ``tracks``) as drawn;
+    None without a tracker (still images)."""
+    if tracker is None or not hasattr(tracker, "tracks"):
+        return None
+    return lambda: [TrackOverlay.of(track) for track in tracker.tracks]
+
+
+def missing_libraries(view: bool, foxglove: bool) -> str | None:
+    """What the asked-for live outputs need and this install lacks, as one message; else None."""
+    wanted = (("aiohttp", "--view", view), ("foxglove", "--foxglove", foxglove))
+    missing = [f"{module} (for {flag})" for module, flag, on in wanted if on and find_spec(module) is None]
+    if not missing:
+        return None
+    return f"{', '.join(missing)} not installed: pip install 'stopsign-edge[live]'"

@@ -47,6 +47,7 @@ from stopsign.edge.sinks.live import (
     Snapshot,
     TrackProvider,
     is_loopback,
+    parse_listen_address,
     snapshot_tracks,
     tiles_from_event,
     url_host,
@@ -88,6 +89,14 @@ class ViewConfig:
                 f"--view binds {self.host}, which other machines can reach: give --view-token-file "
                 "(or keep the default 127.0.0.1 and use an SSH tunnel)"
             )
+
+
+def view_config_from_flags(address: str, fps: float, token_file: str | None) -> ViewConfig:
+    """``--view``, ``--view-fps``, ``--view-token-file`` -> :class:`ViewConfig`; the token file is
+    read here. Raises ValueError (a ``ViewConfigError`` or ``ListenAddressError``) naming the flag."""
+    host, port = parse_listen_address(address, "--view")
+    token = read_token_file(token_file) if token_file else None
+    return ViewConfig(host, port, fps, token)
 
 
 def read_token_file(path: str) -> str:

@@ -173,13 +173,15 @@ def test_stalled_client_does_not_hold_the_publisher() -> None:
                 sink.on_event({"event": "heartbeat", "fps": 30.0})
                 costs.append(time.perf_counter() - t0)
                 await asyncio.sleep(1 / 30)
-            # A reference drop and a deque append; the bound allows for the GIL's 5 ms switch
-            # interval (the publisher thread holds it between its C calls) on two busy cores.
-            assert sorted(costs)[len(costs) // 2] < 0.0005 and max(costs) < 0.025, costs
+            # A reference drop and a deque append. The 95th percentile allows for the GIL's 5 ms
+            # switch interval (the publisher holds it between its C calls) and for this thread
+            # being descheduled on two busy cores; a wait for the client would take seconds.
+            ordered = sorted(costs)
+            assert ordered[len(costs) // 2] < 0.0005 and ordered[int(len(costs) * 0.95)] < 0.01, costs
 
     try:
         asyncio.run(subscribe_then_stall())
         published = sink.published_frames
     finally:
         sink.close()
-    assert published >= 20, f"{published} frames published in 2 s at 20 fps with a stalled subscriber"
+    assert published >= 12, f"{published} frames published in 2 s at 20 fps with a stalled subscriber"
