@@ -2,9 +2,11 @@
 WebSocket protocol, served by ``foxglove-sdk`` (its server speaks the ``foxglove.sdk.v1``
 subprotocol, the same protocol as ``foxglove.websocket.v1`` under a new name).
 
-Channels (the SDK's own Foxglove schemas, protobuf, as a bag of the same data carries them):
+Channels (the SDK's own Foxglove schemas, protobuf; the topics, frame id and annotation schema
+of the ROS 2 bag output written on the ``bags`` branch, so one Foxglove layout serves both):
 
-- ``/stopsign/image/compressed``: ``foxglove.CompressedImage``, JPEG of the frame as captured;
+- ``/stopsign/image/compressed``: ``foxglove.CompressedImage``, JPEG of the frame as captured,
+  stamped with its capture time on the wall clock (:func:`capture_wall_ns`);
 - ``/stopsign/annotations``: ``foxglove.ImageAnnotations`` over that image, same timestamp:
   detections (green boxes, class and score), tracks (id and distance; a confirmed sign red and
   thick) and the tile plan (orange), in frame pixels;
@@ -203,7 +205,8 @@ class FoxgloveSink(Sink):
         if not ok:
             raise ValueError(f"cv2.imencode failed on a {image.shape} frame")
         now_ns = time.time_ns()
-        stamp = Timestamp(sec=now_ns // 1_000_000_000, nsec=now_ns % 1_000_000_000)
+        stamp_ns = capture_wall_ns(snapshot.result.frame.monotonic_ns, now_ns)
+        stamp = Timestamp(sec=stamp_ns // 1_000_000_000, nsec=stamp_ns % 1_000_000_000)
         self._channels["image"].log(
             CompressedImage(timestamp=stamp, frame_id=FRAME_ID, data=data.tobytes(), format="jpeg"),
             log_time=now_ns,
@@ -232,6 +235,14 @@ class FoxgloveSink(Sink):
         for x, y, w, h in self._tiles:
             points.append(_box(stamp, (x, y, x + w, y + h), TILE_RGBA, 1.0))
         return ImageAnnotations(points=points, texts=texts)
+
+
+def capture_wall_ns(capture_monotonic_ns: int, now_wall_ns: int) -> int:
+    """The frame's capture time on the wall clock (as a bag of this data is stamped), when its
+    monotonic capture time is from this run (a camera: under a minute old); else ``now_wall_ns``
+    (a recorded drive keeps the monotonic times of the machine that recorded it)."""
+    age_ns = time.monotonic_ns() - capture_monotonic_ns
+    return now_wall_ns - age_ns if 0 <= age_ns < 60_000_000_000 else now_wall_ns
 
 
 def _colour(rgba: tuple[float, float, float, float]) -> Any:
