@@ -1,0 +1,202 @@
+"""A CAN bus on loopback for tests and benches: python-can-remote's server on 127.0.0.1 (a
+python-can ``virtual`` bus inside it) and a recorder of every frame that crosses it.
+
+This VM's kernel has no ``vcan`` module, so SocketCAN cannot be made here; the remote server is a
+bus that other processes reach over a websocket on 127.0.0.1 only (never multicast)::
+
+    with LoopbackCanBus() as bus:
+        subprocess.run(["edge-detect", "--source", ..., "--can", bus.target])
+        frames = bus.frames()            # ReceivedFrame: timestamps, id, payload
+        report = status_rate(frames, load_dbc(DEFAULT_DBC))
+
+Or on its own, recording for a while and writing the frames as JSON::
+
+    .venv/bin/python bench/can_loopback.py --seconds 20 --json frames.json
+
+Timestamps: ``bus_time`` is the wall clock (s) at which the server's virtual bus took the frame
+(python-can stamps it there, the nearest thing to "on the wire"); ``received_ns`` is this
+process's ``time.monotonic_ns()`` at reception, comparable with the ``monotonic_ns`` of events
+written by another process on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import can
+import numpy as np
+from can_remote.server import RemoteServer
+
+from stopsign.edge.sinks.can_dbc import (
+    COUNTER_SIGNAL,
+    DEFAULT_DBC,
+    STATUS_MESSAGE,
+    crc_byte_index,
+    crc_of_frame,
+    load_dbc,
+)
+
+
+@dataclass(frozen=True)
+class ReceivedFrame:
+    """One frame seen on the bus; ``data`` as hex."""
+
+    bus_time: float
+    received_ns: int
+    frame_id: int
+    data: str
+
+    @property
+    def payload(self) -> bytes:
+        return bytes.fromhex(self.data)
+
+
+class LoopbackCanBus:
+    """Starts the server (port 0: a free one) and a recording client; a context manager."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError(f"LoopbackCanBus binds loopback only, not {host!r}")
+        # A virtual channel of its own: two buses in one process never hear each other's frames.
+        self._server = RemoteServer(host, port, bustype="virtual", channel=f"loopback-{uuid.uuid4().hex[:8]}")
+        self.port = int(self._server.server_port)
+        self.target = f"remote:ws://{host}:{self.port}/"
+        self._frames: list[ReceivedFrame] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._client: can.BusABC | None = None
+
+    def __enter__(self) -> LoopbackCanBus:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        server = threading.Thread(target=self._server.serve_forever, name="can-loopback-server", daemon=True)
+        server.start()
+        self._client = can.Bus(interface="remote", channel=self.target.partition(":")[2])
+        recorder = threading.Thread(target=self._record, name="can-loopback-recorder", daemon=True)
+        recorder.start()
+        self._threads = [server, recorder]
+
+    def _record(self) -> None:
+        assert self._client is not None
+        while not self._stop.is_set():
+            message = self._client.recv(0.1)
+            if message is None:
+                continue
+            frame = ReceivedFrame(
+                float(message.timestamp), time.monotonic_ns(), int(message.arbitration_id), bytes(message.data).hex()
+            )
+            with self._lock:
+                self._frames.append(frame)
+
+    def frames(self) -> list[ReceivedFrame]:
+        with self._lock:
+            return list(self._frames)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if len(self._threads) > 1:
+            self._threads[1].join(timeout=2.0)
+        if self._client is not None:
+            self._client.shutdown()
+            self._client = None
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def decode_frames(frames: list[ReceivedFrame], database: Any) -> list[dict[str, Any]]:
+    """Each frame decoded by cantools (``signals``), with ``message``, ``crc_ok`` and the times;
+    a frame cantools cannot decode has ``error`` instead."""
+    out: list[dict[str, Any]] = []
+    for frame in frames:
+        record: dict[str, Any] = {"bus_time": frame.bus_time, "received_ns": frame.received_ns}
+        try:
+            message = database.get_message_by_frame_id(frame.frame_id)
+            record["signals"] = message.decode(frame.payload, decode_choices=True, scaling=True)
+        except (KeyError, ValueError) as exc:  # an unknown ID or a bad payload is a finding, not a crash
+            record.update(frame_id=frame.frame_id, error=f"{type(exc).__name__}: {exc}")
+            out.append(record)
+            continue
+        record["message"] = message.name
+        record["crc_ok"] = frame.payload[crc_byte_index(message)] == crc_of_frame(message, frame.payload)
+        out.append(record)
+    return out
+
+
+def counter_gaps(decoded: list[dict[str, Any]], message: str) -> int:
+    """Frames of ``message`` whose alive counter is not the previous one + 1 (mod 16)."""
+    counters = [d["signals"][COUNTER_SIGNAL] for d in decoded if d.get("message") == message]
+    return sum(1 for a, b in zip(counters, counters[1:]) if b != (a + 1) % 16)
+
+
+def status_rate(frames: list[ReceivedFrame], database: Any, skip_last: bool = True) -> dict[str, Any]:
+    """DetectorStatus rate and jitter from the bus timestamps.
+
+    ``skip_last`` leaves out the final frame, which the sender sends off schedule at shutdown
+    (state ``stopping``). Periods in ms; ``jitter_ms`` is their standard deviation and
+    ``max_deviation_ms`` the largest distance of one period from the nominal one.
+    """
+    decoded = decode_frames(frames, database)
+    status = [d for d in decoded if d.get("message") == STATUS_MESSAGE]
+    if skip_last and status and status[-1]["signals"]["State"] == "stopping":
+        status = status[:-1]
+    times = np.array([d["bus_time"] for d in status], dtype=np.float64)
+    cycle_ms = database.get_message_by_name(STATUS_MESSAGE).cycle_time
+    result: dict[str, Any] = {"frames": len(status), "nominal_period_ms": cycle_ms}
+    if times.size < 3:
+        return result
+    periods = np.diff(times) * 1e3
+    span = times[-1] - times[0]
+    result.update(
+        {
+            "seconds": round(float(span), 3),
+            "rate_hz": round(float((times.size - 1) / span), 3),
+            "period_ms": {
+                "mean": round(float(periods.mean()), 3),
+                "p50": round(float(np.percentile(periods, 50)), 3),
+                "p99": round(float(np.percentile(periods, 99)), 3),
+                "min": round(float(periods.min()), 3),
+                "max": round(float(periods.max()), 3),
+            },
+            "jitter_ms": round(float(periods.std()), 3),
+        }
+    )
+    if cycle_ms:
+        result["max_deviation_ms"] = round(float(np.abs(periods - cycle_ms).max()), 3)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long to record")
+    parser.add_argument("--port", type=int, default=0, help="server port on 127.0.0.1 (0: a free one)")
+    parser.add_argument("--dbc", default=str(DEFAULT_DBC))
+    parser.add_argument("--json", help="write the frames and the status rate here")
+    args = parser.parse_args(argv)
+    database = load_dbc(args.dbc)
+    with LoopbackCanBus(port=args.port) as bus:
+        print(f"recording {args.seconds:g} s; point edge-detect at --can {bus.target}", file=sys.stderr, flush=True)
+        time.sleep(args.seconds)
+        frames = bus.frames()
+    report = {"frames": [asdict(f) for f in frames], "status_rate": status_rate(frames, database)}
+    print(json.dumps(report["status_rate"], indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
