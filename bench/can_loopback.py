@@ -22,7 +22,10 @@ written by another process on the same machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
+import socket
 import sys
 import threading
 import time
@@ -43,6 +46,12 @@ from stopsign.edge.sinks.can_dbc import (
     crc_of_frame,
     load_dbc,
 )
+
+
+class _Server(RemoteServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client gone mid-request (the tests drop connections on purpose): one line, no traceback.
+        print(f"can loopback: connection from {client_address} ended: {sys.exc_info()[1]!r}", file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,7 @@ class LoopbackCanBus:
         if host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError(f"LoopbackCanBus binds loopback only, not {host!r}")
         # A virtual channel of its own: two buses in one process never hear each other's frames.
-        self._server = RemoteServer(host, port, bustype="virtual", channel=f"loopback-{uuid.uuid4().hex[:8]}")
+        self._server = _Server(host, port, interface="virtual", channel=f"loopback-{uuid.uuid4().hex[:8]}")
         self.port = int(self._server.server_port)
         self.target = f"remote:ws://{host}:{self.port}/"
         self._frames: list[ReceivedFrame] = []
@@ -97,7 +106,10 @@ class LoopbackCanBus:
             if message is None:
                 continue
             frame = ReceivedFrame(
-                float(message.timestamp), time.monotonic_ns(), int(message.arbitration_id), bytes(message.data).hex()
+                float(message.timestamp),
+                time.monotonic_ns(),
+                int(message.arbitration_id),
+                bytes(message.data).hex(),
             )
             with self._lock:
                 self._frames.append(frame)
@@ -115,6 +127,10 @@ class LoopbackCanBus:
             self._client = None
         self._server.shutdown()
         self._server.server_close()
+        # shutdown() only stops accepting; drop the open connections too, as a dead server would.
+        for protocol in list(self._server.clients):
+            with contextlib.suppress(OSError):  # the peer may have closed it already
+                protocol._ws.socket.shutdown(socket.SHUT_RDWR)
 
 
 def decode_frames(frames: list[ReceivedFrame], database: Any) -> list[dict[str, Any]]:
@@ -139,7 +155,7 @@ def decode_frames(frames: list[ReceivedFrame], database: Any) -> list[dict[str, 
 def counter_gaps(decoded: list[dict[str, Any]], message: str) -> int:
     """Frames of ``message`` whose alive counter is not the previous one + 1 (mod 16)."""
     counters = [d["signals"][COUNTER_SIGNAL] for d in decoded if d.get("message") == message]
-    return sum(1 for a, b in zip(counters, counters[1:]) if b != (a + 1) % 16)
+    return sum(1 for a, b in itertools.pairwise(counters) if b != (a + 1) % 16)
 
 
 def status_rate(frames: list[ReceivedFrame], database: Any, skip_last: bool = True) -> dict[str, Any]:
@@ -180,7 +196,9 @@ def status_rate(frames: list[ReceivedFrame], database: Any, skip_last: bool = Tr
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="how long to record")
     parser.add_argument("--port", type=int, default=0, help="server port on 127.0.0.1 (0: a free one)")
     parser.add_argument("--dbc", default=str(DEFAULT_DBC))
@@ -188,7 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     database = load_dbc(args.dbc)
     with LoopbackCanBus(port=args.port) as bus:
-        print(f"recording {args.seconds:g} s; point edge-detect at --can {bus.target}", file=sys.stderr, flush=True)
+        print(
+            f"recording {args.seconds:g} s; point edge-detect at --can {bus.target}",
+            file=sys.stderr,
+            flush=True,
+        )
         time.sleep(args.seconds)
         frames = bus.frames()
     report = {"frames": [asdict(f) for f in frames], "status_rate": status_rate(frames, database)}

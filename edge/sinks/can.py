@@ -241,7 +241,13 @@ class CanSink(Sink):
         age = time.monotonic() - pending.queued_at
         if self._bus is None or age > self.config.max_event_age_s:
             self.dropped_events += 1
-            log.warning("can: StopSignEvent %s dropped after %.1f s without a bus", pending.values, age)
+            if self.dropped_events % 100 == 1:  # the first of an outage, then one line per 100
+                log.warning(
+                    "can: StopSignEvent dropped after %.1f s without a bus (%d so far): %s",
+                    age,
+                    self.dropped_events,
+                    pending.values,
+                )
             return
         self._send(encoder.encode(EVENT_MESSAGE, pending.values))
 
@@ -299,4 +305,6 @@ class CanSink(Sink):
         try:
             bus.shutdown()
         except Exception as exc:  # a bus that failed may fail again on the way out: log it, go on
-            log.info("can: shutting down %s:%s failed: %s", self.interface, self.channel, exc)
+            log.info("can: shutting down %s failed: %s", self.config.target, exc)
+            # Marks it shut down, so python-can does not try again (and fail loudly) when collected.
+            can.BusABC.shutdown(bus)
