@@ -8,6 +8,7 @@ python-can's ``virtual`` bus, the cross-process ones python-can-remote's server 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -283,7 +284,7 @@ def test_status_keeps_its_rate_whatever_the_frame_rate_and_events_go_at_once(vir
     rate = (len(times) - 1) / (times[-1] - times[0])
     assert 9.0 <= rate <= 11.0, f"status at {rate:.2f} Hz"
     counters = [f["AliveCounter"] for f in status]
-    assert all(b == (a + 1) % 16 for a, b in zip(counters, counters[1:]))
+    assert all(b == (a + 1) % 16 for a, b in itertools.pairwise(counters))
 
 
 def test_a_stalled_loop_silences_the_status_until_it_is_back(virtual_channel: Any) -> None:
@@ -398,7 +399,7 @@ def test_edge_detect_frames_on_a_bus_in_another_process() -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     decoded = loopback.decode_frames(frames, database)
     assert decoded and all(d.get("crc_ok") for d in decoded), [d for d in decoded if not d.get("crc_ok")]
-    for record, frame in zip(decoded, frames):
+    for frame in frames:
         assert_frame_sound(database, frame.frame_id, frame.payload)  # cantools decodes every frame
     assert loopback.counter_gaps(decoded, STATUS_MESSAGE) == 0
     assert loopback.counter_gaps(decoded, EVENT_MESSAGE) == 0
