@@ -243,10 +243,11 @@ class CanSink(Sink):
             self.dropped_events += 1
             if self.dropped_events % 100 == 1:  # the first of an outage, then one line per 100
                 log.warning(
-                    "can: StopSignEvent dropped after %.1f s without a bus (%d so far): %s",
+                    "can: StopSignEvent %s (track %s) dropped after %.1f s without a bus (%d so far)",
+                    pending.values["EventKind"],
+                    pending.values["TrackId"],
                     age,
                     self.dropped_events,
-                    pending.values,
                 )
             return
         self._send(encoder.encode(EVENT_MESSAGE, pending.values))
