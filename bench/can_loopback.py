@@ -25,7 +25,9 @@ import argparse
 import contextlib
 import itertools
 import json
+import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -41,6 +43,7 @@ from can_remote.server import RemoteServer
 from stopsign.edge.sinks.can_dbc import (
     COUNTER_SIGNAL,
     DEFAULT_DBC,
+    EVENT_MESSAGE,
     STATUS_MESSAGE,
     crc_byte_index,
     crc_of_frame,
@@ -131,6 +134,62 @@ class LoopbackCanBus:
         for protocol in list(self._server.clients):
             with contextlib.suppress(OSError):  # the peer may have closed it already
                 protocol._ws.socket.shutdown(socket.SHUT_RDWR)
+
+
+@dataclass
+class StampedRun:
+    """An ``edge-detect`` run: exit code, stderr, and each stdout JSON line with the
+    ``time.monotonic_ns()`` at which this process read it."""
+
+    returncode: int
+    stderr: str
+    lines: list[tuple[int, dict[str, Any]]]
+
+
+def run_detect_stamped(args: list[str], timeout_s: float = 300.0) -> StampedRun:
+    """Runs ``edge-detect ARGS`` (events on stdout) and stamps every JSON line as it arrives."""
+    command = [sys.executable, "-m", "stopsign.edge.cli.detect", *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    stderr: list[str] = []
+    drain = threading.Thread(target=lambda: stderr.extend(process.stderr or ()), daemon=True)
+    drain.start()
+    lines: list[tuple[int, dict[str, Any]]] = []
+    for line in process.stdout or ():
+        lines.append((time.monotonic_ns(), json.loads(line)))
+    process.wait(timeout=timeout_s)
+    drain.join(timeout=5)
+    return StampedRun(process.returncode, "".join(stderr), lines)
+
+
+def event_delays_ms(run: StampedRun, frames: list[ReceivedFrame], database: Any) -> list[dict[str, Any]]:
+    """Each tracker event of the run beside its StopSignEvent frame, in order: ``delay_ms`` is the
+    frame's reception minus the JSON line's (both read by this process, one hop each)."""
+    events = [(t, e) for t, e in run.lines if e.get("event") in ("stop_sign_ahead", "stop_sign_lost")]
+    decoded = decode_frames(frames, database)
+    can_events = [(f, d) for f, d in zip(frames, decoded) if d.get("message") == EVENT_MESSAGE]
+    out = []
+    for index, (seen_ns, event) in enumerate(events):
+        row: dict[str, Any] = {
+            "event": event["event"],
+            "track_id": event["track_id"],
+            "frame": event["frame"],
+        }
+        if index < len(can_events):
+            frame, record = can_events[index]
+            row["can"] = {k: record["signals"][k] for k in ("EventKind", "TrackId")}
+            row["delay_ms"] = round((frame.received_ns - seen_ns) / 1e6, 3)
+        out.append(row)
+    return out
+
+
+def frame_period_ms(run: StampedRun) -> float | None:
+    """Mean wall time per processed frame, from the run's ``started`` and ``stopped`` events."""
+    started = next((e for _, e in run.lines if e.get("event") == "started"), None)
+    stopped = next((e for _, e in run.lines if e.get("event") == "stopped"), None)
+    if started is None or stopped is None or not stopped.get("processed"):
+        return None
+    return (stopped["monotonic_ns"] - started["monotonic_ns"]) / 1e6 / stopped["processed"]
 
 
 def decode_frames(frames: list[ReceivedFrame], database: Any) -> list[dict[str, Any]]:

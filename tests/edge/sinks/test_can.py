@@ -9,14 +9,9 @@ python-can's ``virtual`` bus, the cross-process ones python-can-remote's server 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
-import os
 import random
 import socket
-import subprocess
-import sys
-import threading
 import time
 import uuid
 import warnings
@@ -372,31 +367,16 @@ def test_a_lost_bus_is_reported_and_recovered() -> None:
     assert again
 
 
-def _run_detect(bus: Any, *extra: str) -> tuple[subprocess.CompletedProcess[str], list[tuple[int, dict]]]:
-    """edge-detect on the sample drive, its JSON lines stamped with this process's monotonic clock."""
-    command = [sys.executable, "-m", "stopsign.edge.cli.detect", "--source", f"drive://{DRIVE}"]
-    command += ["--no-health", "--can", bus.target, *extra]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    lines: list[tuple[int, dict]] = []
-    stderr: list[str] = []
-    drain = threading.Thread(target=lambda: stderr.extend(process.stderr or ()), daemon=True)
-    drain.start()
-    for line in process.stdout or ():
-        lines.append((time.monotonic_ns(), json.loads(line)))
-    process.wait(timeout=120)
-    drain.join(timeout=5)
-    time.sleep(0.2)  # the last frames cross the websocket
-    return subprocess.CompletedProcess(command, process.returncode, "", "".join(stderr)), lines
-
-
 @pytest.mark.skipif(not DRIVE.is_dir(), reason="samples/drives/day_approach is not in this checkout")
 def test_edge_detect_frames_on_a_bus_in_another_process() -> None:
     database = load_dbc(DEFAULT_DBC)
     with loopback.LoopbackCanBus() as bus:
-        result, lines = _run_detect(bus)
+        run = loopback.run_detect_stamped(
+            ["--source", f"drive://{DRIVE}", "--no-health", "--can", bus.target]
+        )
+        time.sleep(0.2)  # the last frames cross the websocket
         frames = bus.frames()
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert run.returncode == 0, run.stderr[-2000:]
     decoded = loopback.decode_frames(frames, database)
     assert decoded and all(d.get("crc_ok") for d in decoded), [d for d in decoded if not d.get("crc_ok")]
     for frame in frames:
@@ -407,13 +387,14 @@ def test_edge_detect_frames_on_a_bus_in_another_process() -> None:
     assert 9.0 <= rate["rate_hz"] <= 11.0, rate
 
     # Each JSON event has its frame, in order, no later than one processed frame after it.
-    events = [(t, e) for t, e in lines if e["event"] in ("stop_sign_ahead", "stop_sign_lost")]
-    can_events = [(f, d) for f, d in zip(frames, decoded) if d.get("message") == EVENT_MESSAGE]
-    assert [e["event"] for _, e in events] == [d["signals"]["EventKind"] for _, d in can_events]
-    assert [e["track_id"] % 64 for _, e in events] == [d["signals"]["TrackId"] for _, d in can_events]
-    started = next(e for _, e in lines if e["event"] == "started")
-    stopped = next(e for _, e in lines if e["event"] == "stopped")
-    frame_ms = (stopped["monotonic_ns"] - started["monotonic_ns"]) / 1e6 / stopped["processed"]
-    for (seen_ns, event), (frame, _) in zip(events, can_events):
-        delay_ms = (frame.received_ns - seen_ns) / 1e6
-        assert delay_ms < frame_ms, f"{event['event']} frame {delay_ms:.1f} ms after its JSON line"
+    delays = loopback.event_delays_ms(run, frames, database)
+    assert [d["event"] for d in delays] == ["stop_sign_ahead", "stop_sign_lost"]
+    assert len(frames) and all("can" in d for d in delays), delays
+    assert [d["can"]["EventKind"] for d in delays] == [d["event"] for d in delays]
+    assert [d["can"]["TrackId"] for d in delays] == [d["track_id"] % 64 for d in delays]
+    frame_ms = loopback.frame_period_ms(run)
+    assert frame_ms is not None
+    for row in delays:
+        assert row["delay_ms"] < frame_ms, (row, frame_ms)
+    # Nothing else on the bus: exactly one StopSignEvent per event.
+    assert sum(d.get("message") == EVENT_MESSAGE for d in decoded) == len(delays)
