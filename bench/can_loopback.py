@@ -200,7 +200,9 @@ def decode_frames(frames: list[ReceivedFrame], database: Any) -> list[dict[str, 
         record: dict[str, Any] = {"bus_time": frame.bus_time, "received_ns": frame.received_ns}
         try:
             message = database.get_message_by_frame_id(frame.frame_id)
-            record["signals"] = message.decode(frame.payload, decode_choices=True, scaling=True)
+            signals = message.decode(frame.payload, decode_choices=True, scaling=True)
+            # Value-table names come back as cantools' NamedSignalValue: plain strings for JSON.
+            record["signals"] = {k: v if isinstance(v, (int, float)) else str(v) for k, v in signals.items()}
         except (KeyError, ValueError) as exc:  # an unknown ID or a bad payload is a finding, not a crash
             record.update(frame_id=frame.frame_id, error=f"{type(exc).__name__}: {exc}")
             out.append(record)
