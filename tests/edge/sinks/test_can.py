@@ -24,7 +24,6 @@ import pytest
 can = pytest.importorskip("can", reason="python-can is not installed (pip install 'stopsign-edge[can]')")
 pytest.importorskip("cantools", reason="cantools is not installed (pip install 'stopsign-edge[can]')")
 
-from stopsign.edge.runtime.health import FrameTimings  # noqa: E402
 from stopsign.edge.sinks import FrameResult  # noqa: E402
 from stopsign.edge.sinks.can import CanConfig, CanSink, event_signals, parse_can_target  # noqa: E402
 from stopsign.edge.sinks.can_dbc import (  # noqa: E402
@@ -39,6 +38,7 @@ from stopsign.edge.sinks.can_dbc import (  # noqa: E402
 from stopsign.edge.sinks.can_status import DetectorState, StatusTiming  # noqa: E402
 from stopsign.edge.vision.detections import Detections  # noqa: E402
 from stopsign.edge.vision.frame import Frame  # noqa: E402
+from stopsign.edge.vision.result import FrameTimings  # noqa: E402
 from tests.bench_scripts import load_bench_script  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
