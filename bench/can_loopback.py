@@ -252,7 +252,10 @@ def status_rate(frames: list[ReceivedFrame], database: Any, skip_last: bool = Tr
         }
     )
     if cycle_ms:
-        result["max_deviation_ms"] = round(float(np.abs(periods - cycle_ms).max()), 3)
+        deviation = np.abs(periods - cycle_ms)
+        result["max_deviation_ms"] = round(float(deviation.max()), 3)
+        # Share of single periods within 10 % of the nominal one (the rate itself is over the run).
+        result["periods_within_10pct"] = round(float((deviation <= 0.1 * cycle_ms).mean()), 4)
     return result
 
 

@@ -76,7 +76,8 @@ def summary_row(run: dict[str, Any]) -> str:
     delay_text = ", ".join(f"{d:.1f}" for d in delays) or "-"
     return (
         f"| {run['config']} | {status.get('rate_hz', '-')} | {status.get('jitter_ms', '-')} | "
-        f"{status.get('max_deviation_ms', '-')} | {run['counter_gaps'][STATUS_MESSAGE]} | {run['crc_failures']} | "
+        f"{status.get('max_deviation_ms', '-')} | {status.get('periods_within_10pct', '-')} | "
+        f"{run['counter_gaps'][STATUS_MESSAGE]} | {run['crc_failures']} | "
         f"{delay_text} | {run['frame_ms']} | {run['load_average_1min']} |"
     )
 
@@ -91,10 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = [one_run(name, args.backend) for _ in range(args.rounds) for name in CONFIGS]
     print(
-        "| config | status Hz | jitter ms (sd) | worst period - 100 ms | counter gaps | CRC failures | "
+        "| config | status Hz | jitter ms (sd) | worst period - 100 ms | periods within ±10 % | "
+        "counter gaps | CRC failures | "
         "event delay after JSON (ms) | mean ms per frame | load (1 min) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for run in runs:
         print(summary_row(run))
     if args.json:
