@@ -135,6 +135,7 @@ class CanSink(Sink):
         if self._thread is not None and self._thread.is_alive():
             return
         self._closing.clear()
+        self.state.restart()
         self._thread = threading.Thread(target=self._run, name="can-sender", daemon=True)
         self._thread.start()
 

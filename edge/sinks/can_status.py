@@ -109,6 +109,12 @@ class DetectorState:
         with self._lock:
             self._stopping = True
 
+    def restart(self) -> None:
+        """The sink was reopened (after a failure): no longer stopping; the loop counts as alive."""
+        with self._lock:
+            self._stopping = False
+            self._last_call = self._clock()
+
     def loop_silent_s(self) -> float:
         with self._lock:
             return self._clock() - self._last_call
