@@ -102,6 +102,8 @@ class DetectConfig:
         for key in ("threads", "max_frames", "log_max_bytes", "events_max_bytes"):
             if getattr(self, key) < 0:
                 fail(key, "must be >= 0")
+        if self.can_dbc and not self.can:
+            fail("can_dbc", "needs --can INTERFACE:CHANNEL to send on")
         if self.can_status_hz > 100:
             fail("can_status_hz", "must be at most 100 (a status frame every 10 ms)")
         hits, sep, window = self.confirm.partition("/")

@@ -432,3 +432,10 @@ def test_status_rate_flag_is_checked(hz: float, ok: bool) -> None:
     else:
         with pytest.raises(ConfigError, match="can_status_hz"):
             build_config({}, flags)
+
+
+def test_a_dbc_without_a_bus_is_an_error() -> None:
+    from stopsign.edge.cli.detect_config import ConfigError, build_config
+
+    with pytest.raises(ConfigError, match="can_dbc.*needs --can"):
+        build_config({}, {"source": "test://", "can_dbc": str(DEFAULT_DBC)})
