@@ -219,28 +219,44 @@ def counter_gaps(decoded: list[dict[str, Any]], message: str) -> int:
     return sum(1 for a, b in itertools.pairwise(counters) if b != (a + 1) % 16)
 
 
-def status_rate(frames: list[ReceivedFrame], database: Any, skip_last: bool = True) -> dict[str, Any]:
-    """DetectorStatus rate and jitter from the bus timestamps.
+def status_sessions(decoded: list[dict[str, Any]]) -> list[list[float]]:
+    """Bus times (s) of DetectorStatus frames, one list per sender session: a ``stopping`` frame
+    (sent off schedule at shutdown) ends a session and is left out, so the gap while
+    ``edge-detect`` restarts never counts as a period."""
+    sessions: list[list[float]] = [[]]
+    for record in decoded:
+        if record.get("message") != STATUS_MESSAGE:
+            continue
+        if record["signals"]["State"] == "stopping":
+            sessions.append([])
+        else:
+            sessions[-1].append(float(record["bus_time"]))
+    return [times for times in sessions if times]
 
-    ``skip_last`` leaves out the final frame, which the sender sends off schedule at shutdown
-    (state ``stopping``). Periods in ms; ``jitter_ms`` is their standard deviation and
-    ``max_deviation_ms`` the largest distance of one period from the nominal one.
+
+def status_rate(frames: list[ReceivedFrame], database: Any) -> dict[str, Any]:
+    """DetectorStatus rate and jitter from the bus timestamps, over every sender session.
+
+    ``rate_hz``: periods counted over the time they span, within sessions. Periods in ms;
+    ``jitter_ms`` is their standard deviation, ``max_deviation_ms`` the largest distance of one
+    period from the DBC's cycle time, ``periods_within_10pct`` the share within 10 % of it.
     """
-    decoded = decode_frames(frames, database)
-    status = [d for d in decoded if d.get("message") == STATUS_MESSAGE]
-    if skip_last and status and status[-1]["signals"]["State"] == "stopping":
-        status = status[:-1]
-    times = np.array([d["bus_time"] for d in status], dtype=np.float64)
+    sessions = status_sessions(decode_frames(frames, database))
     cycle_ms = database.get_message_by_name(STATUS_MESSAGE).cycle_time
-    result: dict[str, Any] = {"frames": len(status), "nominal_period_ms": cycle_ms}
-    if times.size < 3:
+    periods_s = [np.diff(np.asarray(times, dtype=np.float64)) for times in sessions]
+    periods = np.concatenate(periods_s) * 1e3 if periods_s else np.zeros(0)
+    result: dict[str, Any] = {
+        "frames": sum(len(times) for times in sessions),
+        "sessions": len(sessions),
+        "nominal_period_ms": cycle_ms,
+    }
+    if periods.size < 2:
         return result
-    periods = np.diff(times) * 1e3
-    span = times[-1] - times[0]
+    span = sum(times[-1] - times[0] for times in sessions)
     result.update(
         {
             "seconds": round(float(span), 3),
-            "rate_hz": round(float((times.size - 1) / span), 3),
+            "rate_hz": round(float(periods.size / span), 3),
             "period_ms": {
                 "mean": round(float(periods.mean()), 3),
                 "p50": round(float(np.percentile(periods, 50)), 3),
@@ -254,7 +270,6 @@ def status_rate(frames: list[ReceivedFrame], database: Any, skip_last: bool = Tr
     if cycle_ms:
         deviation = np.abs(periods - cycle_ms)
         result["max_deviation_ms"] = round(float(deviation.max()), 3)
-        # Share of single periods within 10 % of the nominal one (the rate itself is over the run).
         result["periods_within_10pct"] = round(float((deviation <= 0.1 * cycle_ms).mean()), 4)
     return result
 

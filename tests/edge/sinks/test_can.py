@@ -439,3 +439,22 @@ def test_a_dbc_without_a_bus_is_an_error() -> None:
 
     with pytest.raises(ConfigError, match="can_dbc.*needs --can"):
         build_config({}, {"source": "test://", "can_dbc": str(DEFAULT_DBC)})
+
+
+def test_status_rate_leaves_the_restart_gap_out() -> None:
+    """Two sender sessions (edge-detect restarted, 5 s apart): the gap is no period."""
+    database = load_dbc(DEFAULT_DBC)
+    frames = []
+    for session_start, count in ((1000.0, 21), (1007.0, 11)):
+        encoder = FrameEncoder(database)
+        for index in range(count):
+            state = "stopping" if index == count - 1 else "ok"
+            frame = encoder.encode(
+                STATUS_MESSAGE, {"State": state, "Fps": 10, "LatencyP99": 5, "TrackedSigns": 0}
+            )
+            frames.append(
+                loopback.ReceivedFrame(session_start + 0.1 * index, 0, frame.frame_id, frame.data.hex())
+            )
+    rate = loopback.status_rate(frames, database)
+    assert rate["sessions"] == 2 and rate["frames"] == 30
+    assert rate["rate_hz"] == pytest.approx(10.0) and rate["max_deviation_ms"] < 1e-6
