@@ -151,7 +151,13 @@ class CanSink(Sink):
                 self._events.put_nowait(pending)
             except queue.Full:
                 self.dropped_events += 1
-                log.warning("can: %d events waiting for the bus; dropped %s", self._events.qsize(), event)
+                if self.dropped_events % 100 == 1:  # the first, then one line per 100
+                    log.warning(
+                        "can: %d events already wait for the bus; dropped %s (%d so far)",
+                        self._events.qsize(),
+                        event["event"],
+                        self.dropped_events,
+                    )
         self._flush_notices()
 
     def close(self) -> None:
@@ -218,11 +224,10 @@ class CanSink(Sink):
                     log.warning("can: the detection loop is back; DetectorStatus resumes")
                 withholding = False
                 self._send(encoder.encode(STATUS_MESSAGE, snapshot.signals()))
-            # A fixed schedule (no drift); after a hiccup longer than a period, skip the missed
-            # slots rather than send a burst.
-            next_status += period
-            if now - next_status > period:
-                next_status = now + period
+            # A fixed schedule, so the rate does not drift; but a frame sent late is never followed
+            # by the next one less than half a period after it (no catch-up burst), and slots
+            # missed altogether are skipped.
+            next_status = max(next_status + period, now + period / 2)
         self._drain(encoder)
 
     def _drain(self, encoder: FrameEncoder) -> None:
