@@ -224,10 +224,12 @@ class CanSink(Sink):
                     log.warning("can: the detection loop is back; DetectorStatus resumes")
                 withholding = False
                 self._send(encoder.encode(STATUS_MESSAGE, snapshot.signals()))
-            # A fixed schedule, so the rate does not drift; but a frame sent late is never followed
-            # by the next one less than half a period after it (no catch-up burst), and slots
-            # missed altogether are skipped.
-            next_status = max(next_status + period, now + period / 2)
+            # A fixed schedule, so the rate does not drift with a late frame: the next slot stays
+            # where it was (it may come soon after a late one); slots missed by more than a
+            # period are skipped rather than sent in a burst.
+            next_status += period
+            if now - next_status > period:
+                next_status = now + period
         self._drain(encoder)
 
     def _drain(self, encoder: FrameEncoder) -> None:
