@@ -153,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--save", help="annotated video (.mp4)")
     out.add_argument("--show", action="store_true", default=None, help="show annotated frames in a window")
     out.add_argument("--udp", help="send events and detections as JSON datagrams to host:port")
+    out.add_argument(
+        "--can",
+        help="send StopSignEvent and DetectorStatus frames on INTERFACE:CHANNEL (python-can), "
+        "e.g. socketcan:can0",
+    )
+    out.add_argument("--can-dbc", help="DBC defining the CAN frames (default: the shipped stopsign.dbc)")
+    out.add_argument("--can-status-hz", type=float, help="DetectorStatus rate (default 10)")
     p.add_argument("--config", help="YAML file of settings (flags override it)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -187,7 +194,9 @@ def load_backend(config: DetectConfig) -> tuple[Backend, ModelSpec]:
     return backend, spec
 
 
-def make_sinks(config: DetectConfig, spec: ModelSpec, source: Source) -> list[Sink]:
+def make_sinks(
+    config: DetectConfig, spec: ModelSpec, source: Source, report: StatusReport | None = None
+) -> list[Sink]:
     names = spec.class_names
     sinks: list[Sink] = [EventSink(config.events, config.events_max_bytes)]
     if config.detections:
@@ -200,7 +209,36 @@ def make_sinks(config: DetectConfig, spec: ModelSpec, source: Source) -> list[Si
         sinks.append(ShowSink(names))
     if config.udp:
         sinks.append(UdpSink(config.udp, names))
+    if config.can:
+        sinks.append(make_can_sink(config, report))
     return sinks
+
+
+def make_can_sink(config: DetectConfig, report: StatusReport | None) -> Sink:
+    """The ``--can`` sink; python-can and cantools are an extra, imported only when asked for."""
+    from stopsign.edge.sinks.can import CanConfig, CanSink
+    from stopsign.edge.sinks.can_dbc import DEFAULT_DBC
+
+    assert config.can is not None
+    dbc = Path(config.can_dbc) if config.can_dbc else DEFAULT_DBC
+    return CanSink(CanConfig(config.can, dbc, config.can_status_hz), report)
+
+
+def check_can(config: DetectConfig) -> None:
+    """``--can`` and ``--can-dbc`` errors before anything opens: the interface, the DBC's contents."""
+    try:
+        from stopsign.edge.sinks.can import parse_can_target
+        from stopsign.edge.sinks.can_dbc import DEFAULT_DBC, DbcError, load_dbc
+    except ImportError as exc:
+        raise ConfigError(
+            f"--can needs python-can and cantools ({exc}): pip install 'stopsign-edge[can]'"
+        ) from None
+    assert config.can is not None
+    try:
+        parse_can_target(config.can)
+        load_dbc(config.can_dbc or DEFAULT_DBC)
+    except (ValueError, DbcError) as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def principal_point(config: DetectConfig) -> tuple[float, float] | None:
@@ -258,13 +296,15 @@ def decoder_choice(source: Source) -> str | None:
 
 
 def preflight(config: DetectConfig) -> None:
-    """Errors a user should see before anything opens (bad URI, --show without GUI, bad --udp)."""
+    """Errors a user should see before anything opens (bad URI, --show without GUI, bad --udp or --can)."""
     parse_source_uri(config.uri)
     if config.udp:
         try:
             parse_host_port(config.udp)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+    if config.can:
+        check_can(config)
     if config.show and not gui_available():
         raise ConfigError("--show needs OpenCV with a GUI: pip install opencv-python (not -headless)")
 
@@ -288,7 +328,7 @@ def run_detect(
     guarded: list[GuardedSink] = []
     try:
         source.open()
-        guarded = [GuardedSink(s, channel.emit) for s in make_sinks(config, spec, source)]
+        guarded = [GuardedSink(s, channel.emit) for s in make_sinks(config, spec, source, channel.emit)]
         channel.receivers.extend(guarded)
         for sink in guarded:
             sink.open()
