@@ -23,6 +23,7 @@ from typing import Any
 
 from stopsign.edge.backends.base import Backend, BackendError, BackendOptions, resolve_model
 from stopsign.edge.cli.detect_config import ConfigError, DetectConfig, build_config, load_yaml_config
+from stopsign.edge.cli.detect_live import add_live_arguments, check_live, make_live_sinks
 from stopsign.edge.model.spec import ModelSpec, ModelSpecError
 from stopsign.edge.runtime.events import EventChannel
 from stopsign.edge.runtime.inference import BackendSupervisor, FatalBackendError
@@ -40,8 +41,6 @@ from stopsign.edge.sinks import (
     gui_available,
     parse_host_port,
 )
-from stopsign.edge.sinks.live import missing_libraries, parse_listen_address, track_provider
-from stopsign.edge.sinks.view import ViewConfig, ViewSink, view_config_from_flags
 from stopsign.edge.sources.base import Source, SourceError, SourceOptions, StatusReport
 from stopsign.edge.sources.factory import make_source
 from stopsign.edge.sources.launch import HARDWARE_DECODERS, CameraOptions
@@ -155,23 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--save", help="annotated video (.mp4)")
     out.add_argument("--show", action="store_true", default=None, help="show annotated frames in a window")
     out.add_argument("--udp", help="send events and detections as JSON datagrams to host:port")
-    live = p.add_argument_group("live view (docs/live.md)")
-    live.add_argument(
-        "--view",
-        metavar="[HOST:]PORT",
-        help="serve a live page (annotated frames, events, health) on HOST:PORT; HOST defaults to "
-        "127.0.0.1, any other address needs --view-token-file",
+    out.add_argument(
+        "--can",
+        help="send StopSignEvent and DetectorStatus frames on INTERFACE:CHANNEL (python-can), "
+        "e.g. socketcan:can0",
     )
-    live.add_argument("--view-fps", type=float, help="frames a second sent to the page at most (default 10)")
-    live.add_argument(
-        "--view-token-file", help="file holding the token a request must carry (?token= or Bearer)"
-    )
-    live.add_argument(
-        "--foxglove",
-        metavar="[HOST:]PORT",
-        help="publish image, boxes, events and health over the Foxglove WebSocket protocol (loopback only)",
-    )
-    live.add_argument("--foxglove-fps", type=float, help="images a second published at most (default 10)")
+    out.add_argument("--can-dbc", help="DBC defining the CAN frames (default: the shipped stopsign.dbc)")
+    out.add_argument("--can-status-hz", type=float, help="DetectorStatus rate (default 10)")
+    add_live_arguments(p)
     p.add_argument("--config", help="YAML file of settings (flags override it)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -207,9 +197,14 @@ def load_backend(config: DetectConfig) -> tuple[Backend, ModelSpec]:
 
 
 def make_sinks(
-    config: DetectConfig, spec: ModelSpec, source: Source, tracker: TrackerLike | None = None
+    config: DetectConfig,
+    spec: ModelSpec,
+    source: Source,
+    report: StatusReport | None = None,
+    tracker: TrackerLike | None = None,
 ) -> list[Sink]:
-    """The outputs ``config`` asks for; ``tracker`` gives the live outputs its tracks to draw."""
+    """The outputs ``config`` asks for; ``report`` reaches the CAN sink's status, ``tracker``
+    gives the live outputs its tracks to draw."""
     names = spec.class_names
     sinks: list[Sink] = [EventSink(config.events, config.events_max_bytes)]
     if config.detections:
@@ -222,22 +217,36 @@ def make_sinks(
         sinks.append(ShowSink(names))
     if config.udp:
         sinks.append(UdpSink(config.udp, names))
-    tracks = track_provider(tracker)
-    if config.view:
-        sinks.append(ViewSink(view_config(config), names, tracks))
-    if config.foxglove:
-        from stopsign.edge.sinks.foxglove import FoxgloveConfig, FoxgloveSink
-
-        host, port = parse_listen_address(config.foxglove, "--foxglove")
-        sinks.append(FoxgloveSink(FoxgloveConfig(host, port, config.foxglove_fps), names, tracks))
+    if config.can:
+        sinks.append(make_can_sink(config, report))
+    sinks += make_live_sinks(config, names, tracker)
     return sinks
 
 
-def view_config(config: DetectConfig) -> ViewConfig:
-    """The live page's settings; the token file is read here (errors name it)."""
+def make_can_sink(config: DetectConfig, report: StatusReport | None) -> Sink:
+    """The ``--can`` sink; python-can and cantools are an extra, imported only when asked for."""
+    from stopsign.edge.sinks.can import CanConfig, CanSink
+    from stopsign.edge.sinks.can_dbc import DEFAULT_DBC
+
+    assert config.can is not None
+    dbc = Path(config.can_dbc) if config.can_dbc else DEFAULT_DBC
+    return CanSink(CanConfig(config.can, dbc, config.can_status_hz), report)
+
+
+def check_can(config: DetectConfig) -> None:
+    """``--can`` and ``--can-dbc`` errors before anything opens: the interface, the DBC's contents."""
     try:
-        return view_config_from_flags(str(config.view), config.view_fps, config.view_token_file)
-    except ValueError as exc:
+        from stopsign.edge.sinks.can import parse_can_target
+        from stopsign.edge.sinks.can_dbc import DEFAULT_DBC, DbcError, load_dbc
+    except ImportError as exc:
+        raise ConfigError(
+            f"--can needs python-can and cantools ({exc}): pip install 'stopsign-edge[can]'"
+        ) from None
+    assert config.can is not None
+    try:
+        parse_can_target(config.can)
+        load_dbc(config.can_dbc or DEFAULT_DBC)
+    except (ValueError, DbcError) as exc:
         raise ConfigError(str(exc)) from None
 
 
@@ -296,20 +305,18 @@ def decoder_choice(source: Source) -> str | None:
 
 
 def preflight(config: DetectConfig) -> None:
-    """Errors a user should see before anything opens (bad URI, --show without GUI, bad --udp)."""
+    """Errors a user should see before anything opens (bad URI, --show without GUI, bad --udp or --can)."""
     parse_source_uri(config.uri)
     if config.udp:
         try:
             parse_host_port(config.udp)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+    if config.can:
+        check_can(config)
     if config.show and not gui_available():
         raise ConfigError("--show needs OpenCV with a GUI: pip install opencv-python (not -headless)")
-    if config.view:
-        view_config(config)  # a bad token file is an error before the model loads
-    problem = missing_libraries(bool(config.view), bool(config.foxglove))
-    if problem is not None:
-        raise ConfigError(problem)
+    check_live(config)  # a missing library or a bad token file, before the model loads
 
 
 def run_detect(
@@ -333,7 +340,8 @@ def run_detect(
         source.open()
         still = source.description.startswith("images")
         tracker = make_tracker(spec, config, still)
-        guarded = [GuardedSink(s, channel.emit) for s in make_sinks(config, spec, source, tracker)]
+        sinks = make_sinks(config, spec, source, channel.emit, tracker)
+        guarded = [GuardedSink(s, channel.emit) for s in sinks]
         channel.receivers.extend(guarded)
         for sink in guarded:
             sink.open()
