@@ -23,24 +23,14 @@ from typing import Any
 
 from stopsign.edge.backends.base import Backend, BackendError, BackendOptions, resolve_model
 from stopsign.edge.cli.detect_config import ConfigError, DetectConfig, build_config, load_yaml_config
-from stopsign.edge.cli.detect_live import add_live_arguments, check_live, make_live_sinks
+from stopsign.edge.cli.detect_live import add_live_arguments
+from stopsign.edge.cli.outputs import add_output_arguments, check_outputs, make_sinks
 from stopsign.edge.model.spec import ModelSpec, ModelSpecError
 from stopsign.edge.runtime.events import EventChannel
 from stopsign.edge.runtime.inference import BackendSupervisor, FatalBackendError
 from stopsign.edge.runtime.loop import DetectionLoop, LoopConfig, TrackerLike
 from stopsign.edge.runtime.sdnotify import SdNotifier
-from stopsign.edge.sinks import (
-    DetectionsSink,
-    EventSink,
-    FrameLogSink,
-    GuardedSink,
-    ShowSink,
-    Sink,
-    UdpSink,
-    VideoSink,
-    gui_available,
-    parse_host_port,
-)
+from stopsign.edge.sinks import GuardedSink
 from stopsign.edge.sources.base import Source, SourceError, SourceOptions, StatusReport
 from stopsign.edge.sources.factory import make_source
 from stopsign.edge.sources.launch import HARDWARE_DECODERS, CameraOptions
@@ -146,21 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     trk.add_argument("--speed-kmh", type=float, help="vehicle speed for time-to-sign (default: none)")
 
     out = p.add_argument_group("outputs")
-    out.add_argument("--detections", help="per-frame (or per-image) detections, JSON lines")
-    out.add_argument("--events", help="events and status, JSON lines (default: stdout '-')")
-    out.add_argument("--events-max-bytes", type=int, help="rotate the events file past this size")
-    out.add_argument("--log-frames", help="per-frame records with stage timings, JSON lines")
-    out.add_argument("--log-max-bytes", type=int, help="rotate the frame log past this size")
-    out.add_argument("--save", help="annotated video (.mp4)")
-    out.add_argument("--show", action="store_true", default=None, help="show annotated frames in a window")
-    out.add_argument("--udp", help="send events and detections as JSON datagrams to host:port")
-    out.add_argument(
-        "--can",
-        help="send StopSignEvent and DetectorStatus frames on INTERFACE:CHANNEL (python-can), "
-        "e.g. socketcan:can0",
-    )
-    out.add_argument("--can-dbc", help="DBC defining the CAN frames (default: the shipped stopsign.dbc)")
-    out.add_argument("--can-status-hz", type=float, help="DetectorStatus rate (default 10)")
+    add_output_arguments(out)
     add_live_arguments(p)
     p.add_argument("--config", help="YAML file of settings (flags override it)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -194,60 +170,6 @@ def load_backend(config: DetectConfig) -> tuple[Backend, ModelSpec]:
     if config.img is not None and (config.img, config.img) != tuple(spec.input_size):
         raise BackendError(f"--img {config.img} does not match {path}'s input size {list(spec.input_size)}")
     return backend, spec
-
-
-def make_sinks(
-    config: DetectConfig,
-    spec: ModelSpec,
-    source: Source,
-    report: StatusReport | None = None,
-    tracker: TrackerLike | None = None,
-) -> list[Sink]:
-    """The outputs ``config`` asks for; ``report`` reaches the CAN sink's status, ``tracker``
-    gives the live outputs its tracks to draw."""
-    names = spec.class_names
-    sinks: list[Sink] = [EventSink(config.events, config.events_max_bytes)]
-    if config.detections:
-        sinks.append(DetectionsSink(config.detections, names))
-    if config.log_frames:
-        sinks.append(FrameLogSink(config.log_frames, config.log_max_bytes))
-    if config.save:
-        sinks.append(VideoSink(config.save, lambda: source.fps, names))
-    if config.show:
-        sinks.append(ShowSink(names))
-    if config.udp:
-        sinks.append(UdpSink(config.udp, names))
-    if config.can:
-        sinks.append(make_can_sink(config, report))
-    sinks += make_live_sinks(config, names, tracker)
-    return sinks
-
-
-def make_can_sink(config: DetectConfig, report: StatusReport | None) -> Sink:
-    """The ``--can`` sink; python-can and cantools are an extra, imported only when asked for."""
-    from stopsign.edge.sinks.can import CanConfig, CanSink
-    from stopsign.edge.sinks.can_dbc import DEFAULT_DBC
-
-    assert config.can is not None
-    dbc = Path(config.can_dbc) if config.can_dbc else DEFAULT_DBC
-    return CanSink(CanConfig(config.can, dbc, config.can_status_hz), report)
-
-
-def check_can(config: DetectConfig) -> None:
-    """``--can`` and ``--can-dbc`` errors before anything opens: the interface, the DBC's contents."""
-    try:
-        from stopsign.edge.sinks.can import parse_can_target
-        from stopsign.edge.sinks.can_dbc import DEFAULT_DBC, DbcError, load_dbc
-    except ImportError as exc:
-        raise ConfigError(
-            f"--can needs python-can and cantools ({exc}): pip install 'stopsign-edge[can]'"
-        ) from None
-    assert config.can is not None
-    try:
-        parse_can_target(config.can)
-        load_dbc(config.can_dbc or DEFAULT_DBC)
-    except (ValueError, DbcError) as exc:
-        raise ConfigError(str(exc)) from None
 
 
 def principal_point(config: DetectConfig) -> tuple[float, float] | None:
@@ -307,16 +229,7 @@ def decoder_choice(source: Source) -> str | None:
 def preflight(config: DetectConfig) -> None:
     """Errors a user should see before anything opens (bad URI, --show without GUI, bad --udp or --can)."""
     parse_source_uri(config.uri)
-    if config.udp:
-        try:
-            parse_host_port(config.udp)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-    if config.can:
-        check_can(config)
-    if config.show and not gui_available():
-        raise ConfigError("--show needs OpenCV with a GUI: pip install opencv-python (not -headless)")
-    check_live(config)  # a missing library or a bad token file, before the model loads
+    check_outputs(config)
 
 
 def run_detect(
