@@ -158,6 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--save", help="annotated video (.mp4)")
     out.add_argument("--show", action="store_true", default=None, help="show annotated frames in a window")
     out.add_argument("--udp", help="send events and detections as JSON datagrams to host:port")
+    out.add_argument(
+        "--bag-out",
+        help="ROS 2 bag of detections (vision_msgs), Foxglove annotations and events: OUT.mcap, or a "
+        "rosbag2 folder (needs the 'ros' extra; docs/ros2.md)",
+    )
+    out.add_argument(
+        "--bag-frames",
+        choices=["every", "events", "none"],
+        help="input frames (JPEG) in --bag-out (default none)",
+    )
     p.add_argument("--config", help="YAML file of settings (flags override it)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -205,6 +215,10 @@ def make_sinks(config: DetectConfig, spec: ModelSpec, source: Source) -> list[Si
         sinks.append(ShowSink(names))
     if config.udp:
         sinks.append(UdpSink(config.udp, names))
+    if config.bag_out:
+        from stopsign.edge.sinks.bag import BagSink, BagSinkConfig  # needs rosbags: only when asked
+
+        sinks.append(BagSink(BagSinkConfig(config.bag_out, config.bag_frames), names))
     return sinks
 
 
@@ -217,7 +231,14 @@ def principal_point(config: DetectConfig) -> tuple[float, float] | None:
 
 
 def drive_intrinsics(uri: str) -> CameraIntrinsics | None:
-    """The camera intrinsics recorded in a drive's meta.json (``drive://DIR``), else None."""
+    """The camera intrinsics recorded in a drive's meta.json (``drive://DIR``) or a bag's CameraInfo
+    topic, else None."""
+    parsed = parse_source_uri(uri)
+    if parsed.kind == "bag":
+        from stopsign.edge.sources.bag import BagOptions, bag_camera_meta
+
+        meta = bag_camera_meta(parsed.target, BagOptions.from_query(parsed.options))
+        return CameraIntrinsics.from_meta(meta) if meta is not None else None
     if not uri.startswith("drive://"):
         return None
     meta = Path(uri[len("drive://") :]) / "meta.json"
@@ -260,6 +281,8 @@ def preflight(config: DetectConfig) -> None:
             parse_host_port(config.udp)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+    if config.bag_out and Path(config.bag_out).exists():
+        raise ConfigError(f"--bag-out {config.bag_out}: exists already; a bag is never overwritten")
     if config.show and not gui_available():
         raise ConfigError("--show needs OpenCV with a GUI: pip install opencv-python (not -headless)")
 
