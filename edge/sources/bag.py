@@ -50,6 +50,9 @@ class BagOptions:
         return cls(options.get("topic"), options.get("info"), options.get("realtime") in ("1", "true"))
 
 
+DEFAULT_OPTIONS = BagOptions()
+
+
 def open_reader(path: str | Path) -> Any:
     """An opened ``rosbags`` ``AnyReader`` on ``path``; any failure is a SourceOpenError naming it."""
     try:
@@ -126,7 +129,7 @@ def intrinsics_from_info(msg: Any) -> dict[str, Any]:
     }
 
 
-def bag_camera_meta(path: str | Path, options: BagOptions = BagOptions()) -> dict[str, Any] | None:
+def bag_camera_meta(path: str | Path, options: BagOptions = DEFAULT_OPTIONS) -> dict[str, Any] | None:
     """The first CameraInfo of the bag's camera as meta.json fields, or None without one (or when
     its focal length is 0: an uncalibrated camera)."""
     reader = open_reader(path)
@@ -161,7 +164,7 @@ class BagImages:
     holds the latest CameraInfo as meta.json fields once one was read.
     """
 
-    def __init__(self, path: str | Path, options: BagOptions = BagOptions()) -> None:
+    def __init__(self, path: str | Path, options: BagOptions = DEFAULT_OPTIONS) -> None:
         self.path = Path(path)
         self.options = options
         self.reader = open_reader(self.path)
