@@ -70,7 +70,10 @@ def open_reader(path: str | Path) -> Any:
     try:
         reader.open()
     except Exception as exc:  # rosbags raises several types (ReaderError, struct/zstd errors) for a bad file
-        raise SourceOpenError(f"{path}: not a readable ROS bag ({type(exc).__name__}: {exc})") from None
+        hint = ""
+        if "end magic" in str(exc):  # an MCAP whose writer never finished (killed, power lost)
+            hint = "; the file is cut short: `mcap recover` (Foxglove's mcap CLI) rewrites what it holds"
+        raise SourceOpenError(f"{path}: not a readable ROS bag ({type(exc).__name__}: {exc}){hint}") from None
     return reader
 
 

@@ -24,7 +24,7 @@ T0_NS = 1_700_000_000_123_456_789  # a vehicle clock: wall time in ns
 STEP_NS = 66_666_667  # 15 fps
 
 
-def test_frames(n: int, width: int = 96, height: int = 64, seed: int = 0) -> list[np.ndarray]:
+def make_frames(n: int, width: int = 96, height: int = 64, seed: int = 0) -> list[np.ndarray]:
     """``n`` distinct textured BGR frames (never uniform, never identical: sanity keeps them)."""
     rng = np.random.default_rng(seed)
     base = cv2.resize(rng.integers(0, 255, (height // 8, width // 8, 3), np.uint8), (width, height))
@@ -49,8 +49,13 @@ def _raw_bytes(image: np.ndarray, encoding: str) -> tuple[np.ndarray, int]:
     if encoding == "mono8":
         return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).reshape(-1), w
     if encoding in ("yuyv", "yuv422_yuy2", "yuv422"):
-        yuv = cv2.cvtColor(image, cv2.COLOR_BGR2YUV)
-        y, u, v = yuv[..., 0], yuv[..., 1], yuv[..., 2]
+        # BT.601 video range, as cameras send it (and OpenCV's YUV2BGR_YUYV/UYVY expects).
+        b, g, r = (image[..., i].astype(np.float64) for i in range(3))
+        y, u, v = (np.clip(c, 0, 255).round().astype(np.uint8) for c in (
+            16 + 0.257 * r + 0.504 * g + 0.098 * b,
+            128 - 0.148 * r - 0.291 * g + 0.439 * b,
+            128 + 0.439 * r - 0.368 * g - 0.071 * b,
+        ))  # fmt: skip
         packed = np.empty((h, w * 2), np.uint8)
         if encoding == "yuv422":  # ROS's yuv422 is UYVY: U Y0 V Y1
             packed[:, 0::4], packed[:, 1::4] = u[:, 0::2], y[:, 0::2]
@@ -105,7 +110,12 @@ def camera_info_message(store, stamp_ns: int, width: int, height: int, fx: float
     fields = dict(header=header, height=height, width=width, distortion_model="plumb_bob",
                   d=np.zeros(5), k=k, r=np.eye(3).reshape(-1), p=p, binning_x=0, binning_y=0, roi=roi)  # fmt: skip
     if ros1:
-        fields["D"], fields["K"], fields["R"], fields["P"] = fields.pop("d"), fields.pop("k"), fields.pop("r"), fields.pop("p")
+        fields["D"], fields["K"], fields["R"], fields["P"] = (
+            fields.pop("d"),
+            fields.pop("k"),
+            fields.pop("r"),
+            fields.pop("p"),
+        )
     return t["sensor_msgs/msg/CameraInfo"](**fields)
 
 
@@ -134,9 +144,15 @@ def write_bag(
     with writer:
         conns = {}
         for t in topics:
-            msgtype = "sensor_msgs/msg/CompressedImage" if t.kind in ("jpeg", "png") else "sensor_msgs/msg/Image"
+            msgtype = (
+                "sensor_msgs/msg/CompressedImage" if t.kind in ("jpeg", "png") else "sensor_msgs/msg/Image"
+            )
             conns[t.topic] = writer.add_connection(t.topic, msgtype, typestore=store)
-        info = writer.add_connection(camera_info, "sensor_msgs/msg/CameraInfo", typestore=store) if camera_info else None
+        info = (
+            writer.add_connection(camera_info, "sensor_msgs/msg/CameraInfo", typestore=store)
+            if camera_info
+            else None
+        )
         serialize = store.serialize_ros1 if ros1 else store.serialize_cdr
         for i, (image, stamp) in enumerate(zip(frames, stamps)):
             # Received in order, whatever the stamps say (a driver's clock can step back).
