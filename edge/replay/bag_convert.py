@@ -97,6 +97,8 @@ def _stored_meta(path: Path) -> dict[str, Any]:
     reader = open_reader(path)
     try:
         connections = [c for c in reader.connections if c.topic == META_TOPIC]
+        if not connections:  # (rosbags reads every topic when given none)
+            return {}
         for connection, _, raw in reader.messages(connections=connections):
             try:
                 return dict(json.loads(reader.deserialize(raw, connection.msgtype).data))

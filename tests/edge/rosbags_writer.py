@@ -13,6 +13,7 @@ import pytest
 
 rosbags = pytest.importorskip("rosbags", reason="the 'ros' extra (rosbags) is not installed")
 
+from rosbags.highlevel import AnyReader  # noqa: E402, F401 - for the tests, behind the skip above
 from rosbags.rosbag1 import Writer as Ros1Writer  # noqa: E402
 from rosbags.rosbag2 import StoragePlugin  # noqa: E402
 from rosbags.rosbag2 import Writer as Ros2Writer  # noqa: E402
