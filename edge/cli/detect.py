@@ -25,13 +25,8 @@ from stopsign.edge.backends.base import Backend, BackendError, BackendOptions, r
 from stopsign.edge.cli.detect_config import ConfigError, DetectConfig, build_config, load_yaml_config
 from stopsign.edge.model.spec import ModelSpec, ModelSpecError
 from stopsign.edge.runtime.events import EventChannel
-from stopsign.edge.runtime.loop import (
-    BackendSupervisor,
-    DetectionLoop,
-    FatalBackendError,
-    LoopConfig,
-    TrackerLike,
-)
+from stopsign.edge.runtime.inference import BackendSupervisor, FatalBackendError
+from stopsign.edge.runtime.loop import DetectionLoop, LoopConfig, TrackerLike
 from stopsign.edge.runtime.sdnotify import SdNotifier
 from stopsign.edge.sinks import (
     DetectionsSink,
