@@ -230,7 +230,10 @@ class BagImages:
             yield BagImage(stamp, log_ns, image)
 
     def close(self) -> None:
-        self.reader.close()
+        """Idempotent."""
+        if self.reader is not None:
+            reader, self.reader = self.reader, None
+            reader.close()
 
 
 class BagSource(Source):
@@ -252,6 +255,11 @@ class BagSource(Source):
 
     def open(self) -> None:
         self._images = BagImages(self.path, self.options)
+        if self._images.count == 0:
+            topic = self._images.topic
+            self._images.close()
+            self._images = None
+            raise SourceOpenError(f"{self.path}: no messages on {topic} (an empty bag)")
         self._iter = iter(self._images)
         self.description = f"bag {self.path} {self._images.topic} ({self._images.msgtype.rsplit('/', 1)[-1]})"
         duration = self._images.reader.duration / 1e9

@@ -129,9 +129,12 @@ def test_a_missing_or_wrong_topic_is_named(tmp_path: Path, options: dict, messag
 
 
 def test_empty_corrupt_and_truncated_bags_are_clear_open_errors(tmp_path: Path) -> None:
-    empty = write_bag(tmp_path / "empty", [], [], camera_info=None)
+    no_topics = write_bag(tmp_path / "no_topics", [], [], camera_info=None)
     with pytest.raises(SourceOpenError, match="no image topic .* topics: none"):
-        open_bag(empty)
+        open_bag(no_topics)
+    no_messages = write_bag(tmp_path / "no_messages", [], [ImageTopic(COMPRESSED, "jpeg")])
+    with pytest.raises(SourceOpenError, match=f"no_messages: no messages on {COMPRESSED} \\(an empty bag\\)"):
+        open_bag(no_messages)
     garbage = tmp_path / "garbage.mcap"
     garbage.write_bytes(np.random.default_rng(0).integers(0, 255, 5000, np.uint8).tobytes())
     with pytest.raises(SourceOpenError, match="garbage.mcap: not a readable ROS bag"):
