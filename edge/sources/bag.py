@@ -6,9 +6,11 @@
 :mod:`stopsign.edge.rosmsg.images`), decoded straight into the loop's BGR frame. A bag with one
 image topic needs no ``topic``; with several, the error lists them.
 
-Times: ``header.stamp`` is the frame's ``pts_ns`` and ``monotonic_ns`` (the vehicle's capture
-time), so the tracker and the replay clock see the vehicle's time; a message stamped 0 (a driver
-that never stamps) takes the bag's log time instead. Delivery is ordered and as fast as the
+Times: ``header.stamp`` is the frame's ``pts_ns`` (the vehicle's capture time), so the tracker,
+the events and ``--bag-out`` see the vehicle's time; a message stamped 0 (a driver that never
+stamps) takes the bag's log time instead. ``monotonic_ns`` is when the frame left the bag on this
+computer's monotonic clock (what a camera frame's capture time is to the loop: the frame log and
+``edge-bench`` time the run with it). ``edge-replay`` keys a bag's frames on the stamps alone. Delivery is ordered and as fast as the
 consumer reads, like ``file://``; ``realtime=1`` paces the frames by their stamps.
 
 Bad input loses nothing else: a message whose image does not decode, has an unknown encoding or
@@ -311,7 +313,7 @@ class BagSource(Source):
                 return None
             if wait_s > 0:
                 time.sleep(wait_s)
-        frame = Frame(self._index, item.stamp_ns, item.stamp_ns, item.image)
+        frame = Frame(self._index, item.stamp_ns, time.monotonic_ns(), item.image)
         self._index += 1
         return frame
 

@@ -63,9 +63,9 @@ def test_reads_every_frame_with_its_stamp_decoded_to_bgr(
     source = open_bag(path)
     got = read_all(source)
     assert [f.pts_ns for f in got] == [T0_NS + i * STEP_NS for i in range(4)]
-    assert [f.monotonic_ns for f in got] == [
-        f.pts_ns for f in got
-    ]  # the vehicle's time drives the replay clock
+    # When each frame left the bag, on this computer's clock (the loop's frame log and edge-bench).
+    reads = [f.monotonic_ns for f in got]
+    assert reads == sorted(reads) and 0 < reads[0] <= time.monotonic_ns()
     assert [f.index for f in got] == [0, 1, 2, 3]
     for frame, original in zip(got, frames):
         assert frame.image.shape == original.shape and frame.image.dtype == np.uint8
