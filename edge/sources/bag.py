@@ -11,7 +11,9 @@ the events and ``--bag-out`` see the vehicle's time; a message stamped 0 (a driv
 stamps) takes the bag's log time instead. ``monotonic_ns`` is when the frame left the bag on this
 computer's monotonic clock (what a camera frame's capture time is to the loop: the frame log and
 ``edge-bench`` time the run with it). ``edge-replay`` keys a bag's frames on the stamps alone. Delivery is ordered and as fast as the
-consumer reads, like ``file://``; ``realtime=1`` paces the frames by their stamps.
+consumer reads, like ``file://``; ``realtime=1`` plays the bag as a live camera: paced by the
+stamps, and a frame the consumer is too late for is skipped (``dropped``), as ``edge-replay
+--realtime`` does with a drive.
 
 Bad input loses nothing else: a message whose image does not decode, has an unknown encoding or
 a stamp that goes backwards is skipped with a ``frame_rejected`` status naming the topic and the
@@ -153,16 +155,32 @@ def bag_camera_meta(path: str | Path, options: BagOptions = DEFAULT_OPTIONS) -> 
 
 @dataclass(frozen=True)
 class BagImage:
-    """One image message, decoded or rejected: ``image`` (H, W, 3) BGR or None with ``error``."""
+    """One image message: ``image`` (H, W, 3) BGR once decoded, or ``error`` (topic and stamp
+    named) when it cannot be used; ``msg`` is the deserialized message until it is decoded."""
 
     stamp_ns: int
     log_ns: int
     image: Any
     error: str | None = None
+    msg: Any = None
+    msgtype: str = ""
+
+    def decoded(self, topic: str) -> BagImage:
+        """This image decoded to BGR, or rejected with the reason (unknown encoding, bad data)."""
+        if self.image is not None or self.error is not None:
+            return self
+        from stopsign.edge.rosmsg.images import ImageDecodeError, decode_image
+
+        try:
+            image = decode_image(self.msgtype, self.msg)
+        except ImageDecodeError as exc:
+            return BagImage(self.stamp_ns, self.log_ns, None, f"{topic} at stamp {self.stamp_ns}: {exc}")
+        return BagImage(self.stamp_ns, self.log_ns, image)
 
 
 class BagImages:
-    """Iterates the image messages of one topic in log order, decoding each one.
+    """Iterates the image messages of one topic in log order, decoding each one (``messages()``:
+    without decoding, for a reader that may skip some).
 
     Checks what a bag can hold wrong per message (undecodable data, unknown encoding, stamps going
     backwards) and yields those with ``error`` set, naming the topic and the stamp. ``camera``
@@ -189,7 +207,11 @@ class BagImages:
         return sum(c.msgcount for c in self.reader.connections if c.topic == self.topic)
 
     def __iter__(self) -> Iterator[BagImage]:
-        from stopsign.edge.rosmsg.images import ImageDecodeError, decode_image
+        for item in self.messages():
+            yield item.decoded(self.topic)
+
+    def messages(self) -> Iterator[BagImage]:
+        """The topic's messages deserialized and their stamps checked, not yet decoded."""
         from stopsign.edge.rosmsg.types import stamp_ns
 
         wanted = [c for c in self.reader.connections if c.topic in (self.topic, self.info_topic)]
@@ -223,13 +245,8 @@ class BagImages:
                 yield BagImage(stamp, log_ns, None, f"{self.topic} at stamp {stamp}: stamp not after the previous "
                                f"frame's {self._last_stamp} (out of order or repeated)")  # fmt: skip
                 continue
-            try:
-                image = decode_image(connection.msgtype, msg)
-            except ImageDecodeError as exc:
-                yield BagImage(stamp, log_ns, None, f"{self.topic} at stamp {stamp}: {exc}")
-                continue
             self._last_stamp = stamp
-            yield BagImage(stamp, log_ns, image)
+            yield BagImage(stamp, log_ns, None, None, msg, connection.msgtype)
 
     def close(self) -> None:
         """Idempotent."""
@@ -239,12 +256,21 @@ class BagImages:
 
 
 class BagSource(Source):
-    """Frames of one image topic of a bag; see the module docstring."""
+    """Frames of one image topic of a bag; see the module docstring.
+
+    With ``realtime`` the bag plays as a live camera: frame i is "captured" at the first frame's
+    read time plus its stamp offset (its ``monotonic_ns``, so capture age is measured from then),
+    and a frame whose successor is already due when the consumer reads is skipped, never
+    decoded, and counted in ``dropped``, as the newest-frame-only delivery of a camera would.
+    """
 
     live = False
 
     def __init__(self, path: str | Path, options: BagOptions, report: StatusReport) -> None:
         self.path, self.options, self._report = Path(path), options, report
+        self.live = options.realtime
+        self._dropped = 0
+        self._exhausted = False
         self.description = f"bag {self.path}"
         self._images: BagImages | None = None
         self._iter: Iterator[BagImage] | None = None
@@ -281,41 +307,70 @@ class BagSource(Source):
         """The latest CameraInfo read, as meta.json fields (None before one)."""
         return self._images.camera if self._images is not None else None
 
-    def _next_image(self) -> BagImage | None:
+    @property
+    def dropped(self) -> int:
+        """Frames skipped in realtime mode because a newer one was due (never decoded)."""
+        return self._dropped
+
+    def _reject(self, item: BagImage) -> None:
+        assert self._images is not None
+        self.rejected += 1
+        self._report("frame_rejected", {"reason": item.error, "topic": self._images.topic,
+                                        "stamp_ns": item.stamp_ns})  # fmt: skip
+
+    def _next_message(self) -> BagImage | None:
+        """The next message whose stamp is in order (undecoded), or None at the end."""
         assert self._iter is not None and self._images is not None
+        if self._exhausted:
+            return None
         for item in self._iter:
             if item.error is None:
                 return item
-            self.rejected += 1
-            self._report("frame_rejected", {"reason": item.error, "topic": self._images.topic,
-                                            "stamp_ns": item.stamp_ns})  # fmt: skip
+            self._reject(item)
+        self._exhausted = True
         if self._images.read_error is not None:
             self._report("source_error", {"source": str(self.path), "error": self._images.read_error})
         return None
 
+    def _due_ns(self, item: BagImage) -> int:
+        assert self._first is not None
+        return self._first[1] + (item.stamp_ns - self._first[0])
+
     def read(self, timeout_s: float) -> Frame | None:
         if self._eos or self._iter is None:
             return None
-        item = self._pending or self._next_image()
-        self._pending = None
-        if item is None:
-            self._eos = True
-            return None
-        if self.options.realtime:
-            now = time.monotonic_ns()
-            if self._first is None:
-                self._first = (item.stamp_ns, now)
-            due = self._first[1] + (item.stamp_ns - self._first[0])
-            wait_s = (due - now) / 1e9
-            if wait_s > timeout_s:
-                time.sleep(timeout_s)
-                self._pending = item
+        while True:
+            item = self._pending or self._next_message()
+            self._pending = None
+            if item is None:
+                self._eos = True
                 return None
-            if wait_s > 0:
-                time.sleep(wait_s)
-        frame = Frame(self._index, item.stamp_ns, time.monotonic_ns(), item.image)
-        self._index += 1
-        return frame
+            captured = time.monotonic_ns()
+            if self.options.realtime:
+                if self._first is None:
+                    self._first = (item.stamp_ns, captured)
+                wait_s = (self._due_ns(item) - time.monotonic_ns()) / 1e9
+                if wait_s > timeout_s:  # not yet "captured": come back later
+                    time.sleep(timeout_s)
+                    self._pending = item
+                    return None
+                if wait_s > 0:
+                    time.sleep(wait_s)
+                # Late: skip to the newest frame already due, as a camera keeping one frame would.
+                while (newer := self._next_message()) is not None and self._due_ns(
+                    newer
+                ) <= time.monotonic_ns():
+                    self._dropped += 1
+                    item = newer
+                self._pending = newer
+                captured = self._due_ns(item)
+            frame_item = item.decoded(self._images.topic if self._images is not None else "")
+            if frame_item.error is not None:
+                self._reject(frame_item)
+                continue
+            frame = Frame(self._index, item.stamp_ns, captured, frame_item.image)
+            self._index += 1
+            return frame
 
     def close(self) -> None:
         if self._images is not None:

@@ -248,3 +248,21 @@ def test_bad_bag_uris_are_named(text: str, message: str) -> None:
 
     with pytest.raises(SourceURIError, match=message):
         parse_source_uri(text)
+
+
+def test_realtime_skips_the_frames_a_slow_consumer_is_too_late_for(tmp_path: Path) -> None:
+    stamps = [T0_NS + i * 50_000_000 for i in range(12)]  # 20 fps
+    path = write_bag(tmp_path / "b", make_frames(12), [ImageTopic(COMPRESSED, "jpeg")], stamps=stamps)
+    source = open_bag(path, realtime=True)
+    assert source.live
+    delivered = []
+    while (frame := source.read(1.0)) is not None:
+        delivered.append(frame)
+        time.sleep(0.12)  # a detector at ~8 fps behind a 20 fps camera
+    assert source.dropped > 0
+    assert len(delivered) + source.dropped == 12
+    assert [f.pts_ns for f in delivered] == sorted({f.pts_ns for f in delivered})  # in order, none twice
+    # Each frame's capture time is its place on the bag's timeline, so capture age is measurable.
+    first = delivered[0]
+    for frame in delivered[1:]:
+        assert frame.monotonic_ns - first.monotonic_ns == frame.pts_ns - first.pts_ns
