@@ -4,7 +4,9 @@
   contains a failing output and retries it;
 - ``jsonl``: detections, events and the per-frame stage log as JSON lines;
 - ``draw``: the overlay drawn by the outputs that show pictures;
-- ``video``: the annotated video file; ``window``: a desktop window; ``udp``: JSON datagrams.
+- ``video``: the annotated video file; ``window``: a desktop window; ``udp``: JSON datagrams;
+- ``bag``: a ROS 2 bag (MCAP) of detections, Foxglove annotations and events (needs rosbags, so
+  it is imported by the CLI only when ``--bag-out`` asks for it).
 
 Sinks never import backends (a contract CI checks): they see frames, results and events only.
 """
