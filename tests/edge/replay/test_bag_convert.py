@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from stopsign.edge.cli.record import main as record_main
 from stopsign.edge.cli.replay import main as replay_main
 from stopsign.edge.replay.bag_convert import bag_to_drive, read_bag_drive
 from stopsign.edge.replay.drive import DriveError, open_drive, read_frames
+from tests.edge.helpers import requires_gstreamer
 from tests.edge.rosbags_writer import STEP_NS, T0_NS, AnyReader, ImageTopic, make_frames, write_bag
 
 REPO = Path(__file__).resolve().parents[3]
@@ -117,3 +119,26 @@ def test_conversion_errors_name_the_input(tmp_path: Path, capsys) -> None:
     shutil.rmtree(tmp_path / "d")
     assert record_main(["convert", str(DRIVE), str(two)]) == 2  # never over an existing bag
     assert "exists already" in capsys.readouterr().err
+
+
+@requires_gstreamer
+def test_edge_record_format_mcap_writes_jpeg_and_camera_info(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cam.mcap"
+    before = time.time_ns()
+    code = record_main(["--camera", "test://?size=320x240&fps=30&num-buffers=12&live=0", "--format", "mcap",
+                        "--out", str(out), "--focal-px", "300", "--jpeg-quality", "80"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    with AnyReader([out]) as reader:
+        counts = {c.topic: (c.msgtype, c.msgcount) for c in reader.connections}
+        messages = [(c.topic, reader.deserialize(raw, c.msgtype)) for c, _, raw in reader.messages()]
+    assert counts == {"/camera/image_raw/compressed": ("sensor_msgs/msg/CompressedImage", 12),
+                      "/camera/camera_info": ("sensor_msgs/msg/CameraInfo", 12)}  # fmt: skip
+    stamps = [
+        m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for t, m in messages if t.endswith("compressed")
+    ]
+    assert (
+        stamps == sorted(stamps) and before - 10**9 < stamps[0] < time.time_ns()
+    )  # wall-clock capture times
+    info = next(m for t, m in messages if t == "/camera/camera_info")
+    assert (info.width, info.height, info.k[0], info.k[2]) == (320, 240, 300.0, 160.0)
+    assert f"recorded 12 frames (rosbag2 MCAP, JPEG) to {out}" in capsys.readouterr().out
