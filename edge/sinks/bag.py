@@ -3,7 +3,9 @@
 Topics, all CDR with ``ros2msg`` schemas (``ros2 bag play`` publishes them, Foxglove opens them):
 
 - ``/stopsign/detections``: ``vision_msgs/msg/Detection2DArray``, one per processed frame (an
-  empty array when nothing was found; none for a rejected frame), stamped with the frame's time;
+  empty array when nothing was found; none for a rejected frame), stamped with the frame's time:
+  a bag's header stamp, or for a camera the capture time on the wall clock (as ``ros2 bag
+  record`` stamps), so the output lines up with the vehicle's own bag;
 - ``/stopsign/annotations``: ``foxglove_msgs/msg/ImageAnnotations``, the same boxes as outlines and
   labels, with the image's stamp so Foxglove's Image panel draws them over the camera topic;
 - ``/stopsign/events``: ``std_msgs/msg/String``, one JSON event per message (``stop_sign_ahead``,
@@ -25,6 +27,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +45,8 @@ ANNOTATIONS_TOPIC = "/stopsign/annotations"
 EVENTS_TOPIC = "/stopsign/events"
 IMAGE_TOPIC = "/stopsign/image/compressed"
 TRACK_EVENTS = ("stop_sign_ahead", "stop_sign_lost")
+# Stamps from 2001-09-09 on are epoch times (a bag's header stamps); smaller ones are stream times.
+EPOCH_STAMP_MIN = 10**18
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class _FrameItem:
 @dataclass(frozen=True)
 class _EventItem:
     event: dict[str, Any]
+    stamp_ns: int | None  # None: a status line, placed at the latest frame's time
 
 
 _STOP = object()
@@ -95,6 +101,8 @@ class BagSink(Sink):
         self._event_frames: set[int] = set()
         self.dropped = 0
         self.written = 0
+        self._wall_offset_ns = time.time_ns() - time.monotonic_ns()
+        self._clock_pair: tuple[int, int] | None = None  # (pts, bag stamp) of the latest frame
 
     # --- the loop's side: cheap, never blocks --------------------------------------------------
 
@@ -124,13 +132,31 @@ class BagSink(Sink):
     def on_event(self, event: dict[str, Any]) -> None:
         if event.get("event") in TRACK_EVENTS and isinstance(event.get("frame"), int):
             self._event_frames.add(event["frame"])
-        self._offer(_EventItem(dict(event)))
+        self._offer(_EventItem(dict(event), self._event_stamp(event.get("timestamp_ns"))))
+
+    def _frame_stamp(self, pts_ns: int, monotonic_ns: int) -> int:
+        """The bag time of a frame: its own stamp when it is one (a bag's header stamps, on the
+        epoch), else its capture time on this computer's wall clock (a camera's stream time starts
+        near 0), so the output lines up with a ``ros2 bag record`` of the same vehicle."""
+        if pts_ns >= EPOCH_STAMP_MIN:
+            return pts_ns
+        return monotonic_ns + self._wall_offset_ns
+
+    def _event_stamp(self, timestamp_ns: Any) -> int | None:
+        """A tracker event's frame time (in the loop's pts domain) on the bag's time line."""
+        if not isinstance(timestamp_ns, int) or timestamp_ns < 0:
+            return None
+        if timestamp_ns >= EPOCH_STAMP_MIN or self._clock_pair is None:
+            return timestamp_ns if timestamp_ns >= EPOCH_STAMP_MIN else None
+        pts, stamp = self._clock_pair  # the previous frame: events come before their frame's result
+        return stamp + (timestamp_ns - pts)
 
     def on_frame(self, result: FrameResult) -> None:
         if result.detections is None:  # rejected, or inference failed: nothing was said about it
             return
         frame, dets = result.frame, result.detections
-        stamp = frame.pts_ns if frame.pts_ns >= 0 else frame.monotonic_ns
+        stamp = self._frame_stamp(frame.pts_ns, frame.monotonic_ns)
+        self._clock_pair = (frame.pts_ns, stamp)
         keep_image = self.config.frames == "every" or (
             self.config.frames == "events" and frame.index in self._event_frames
         )
@@ -202,7 +228,8 @@ class BagSink(Sink):
                     if last_stamp is None:
                         pending_events.append(item.event)  # placed at the first frame's time
                     else:
-                        write(events, _event_stamp(item.event, last_stamp), build.json_string(item.event))
+                        stamp = item.stamp_ns if item.stamp_ns is not None else last_stamp
+                        write(events, stamp, build.json_string(item.event))
                     continue
                 last_stamp = item.stamp_ns
                 for event in pending_events:
@@ -219,10 +246,3 @@ class BagSink(Sink):
                     write(images, item.stamp_ns, build.compressed_image(item.stamp_ns, fmt, data, frame_id))
             for event in pending_events:  # a run that never got a frame still keeps its status lines
                 write(events, 0, build.json_string(event))
-
-
-def _event_stamp(event: dict[str, Any], last_frame_ns: int) -> int:
-    """A tracker event's frame time; a status line is placed at the latest frame's time, so it sits
-    on the bag's (the vehicle's) timeline rather than the replaying computer's clock."""
-    stamp = event.get("timestamp_ns")
-    return int(stamp) if isinstance(stamp, int) and stamp >= 0 else last_frame_ns

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import cv2
@@ -170,3 +171,26 @@ def test_a_rosbag2_folder_when_the_path_is_not_mcap(tmp_path: Path) -> None:
     _, messages = read_back(tmp_path / "run")
     arrays = [m for topic, _, m in messages if topic == "/stopsign/detections"]
     assert len(arrays) == 1 and len(arrays[0].detections) == 0
+
+
+def test_a_camera_run_is_stamped_on_the_wall_clock_events_with_their_frames(tmp_path: Path) -> None:
+    """A camera's stream time starts near 0: the bag gets capture times on the wall clock, as
+    ``ros2 bag record`` on the vehicle stamps, and a tracker event its frame's time."""
+    sink = BagSink(BagSinkConfig(str(tmp_path / "cam.mcap")), ["stop_sign"])
+    sink.open()
+    image = make_frames(1)[0]
+    before = time.time_ns()
+    for i in range(4):
+        if i == 2:
+            sink.on_event({"event": "stop_sign_ahead", "frame": 2, "timestamp_ns": 2 * STEP_NS})
+        mono = time.monotonic_ns()
+        frame = Frame(i, i * STEP_NS, mono, image)
+        sink.on_frame(FrameResult(frame, result(i, image).detections, FrameTimings()))
+        time.sleep(STEP_NS / 1e9)  # a 15 fps camera: stream time and capture time advance together
+    sink.close()
+    _, messages = read_back(tmp_path / "cam.mcap")
+    stamps = [stamp(m) for topic, _, m in messages if topic == "/stopsign/detections"]
+    assert before - 10**9 < stamps[0] < time.time_ns()
+    assert stamps == sorted(stamps)
+    ahead_time = next(t for topic, t, m in messages if topic == "/stopsign/events")
+    assert abs(ahead_time - stamps[2]) < 20_000_000  # the frame's capture, within the scheduling jitter
