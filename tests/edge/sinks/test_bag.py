@@ -193,4 +193,4 @@ def test_a_camera_run_is_stamped_on_the_wall_clock_events_with_their_frames(tmp_
     assert before - 10**9 < stamps[0] < time.time_ns()
     assert stamps == sorted(stamps)
     ahead_time = next(t for topic, t, m in messages if topic == "/stopsign/events")
-    assert abs(ahead_time - stamps[2]) < 20_000_000  # the frame's capture, within the scheduling jitter
+    assert stamps[1] < ahead_time < stamps[3]  # at its frame's capture (frame 2), give or take the jitter
