@@ -94,7 +94,7 @@ def source_cost(uri: str) -> dict[str, float]:
 
 
 def e2e(uri: str, frames: int, warmup: int, live: bool | None = None) -> dict[str, Any]:
-    run = bench_e2e(MODEL, "onnxruntime", uri, frames, warmup, threads=2, live=live)
+    run = bench_e2e(MODEL, "onnxruntime", uri, frames, warmup, threads=2, source_live=live)
     data = run.to_dict() if hasattr(run, "to_dict") else vars(run)
     latency = data["latency_ms"]
     return {"fps": round(float(data["fps"]), 1), "p50": latency["p50"], "p99": latency["p99"],
