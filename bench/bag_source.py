@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bag_source.py --rounds 3 --json bench/results/bag_source.json
 
-Builds, once, the same 240 frames at 1280x720 (the four bundled sample drives, upscaled) two ways:
+Builds, once, the same 240 frames (``--repeat`` times over) at 1280x720 (the four bundled sample drives, upscaled) two ways:
 a rosbag2 MCAP of ``sensor_msgs/CompressedImage`` JPEG (quality 90, stamps at the drives' 15 fps),
 and an MJPEG AVI of the same JPEG quality that ``file://`` reads through GStreamer (demux, jpegdec,
 BGR). Then, alternating bag and file within each round (this VM's speed swings within minutes):
@@ -44,8 +44,8 @@ FPS = 15
 JPEG_QUALITY = 90
 
 
-def build_inputs(folder: Path) -> tuple[Path, Path, int]:
-    """(bag, avi, frame count): the sample drives' frames at 720p, as JPEG in both."""
+def build_inputs(folder: Path, repeat: int = 1) -> tuple[Path, Path, int]:
+    """(bag, avi, frame count): the sample drives' frames at 720p (``repeat`` times over), as JPEG in both."""
     from stopsign.edge.rosmsg import build
     from stopsign.edge.rosmsg.images import encode_compressed
     from stopsign.edge.rosmsg.types import COMPRESSED_IMAGE, typestore
@@ -53,7 +53,7 @@ def build_inputs(folder: Path) -> tuple[Path, Path, int]:
 
     frames = [cv2.resize(image, SIZE, interpolation=cv2.INTER_LINEAR)
               for drive in sorted((REPO / "samples" / "drives").iterdir())
-              for image in read_frames(open_drive(drive))]  # fmt: skip
+              for image in read_frames(open_drive(drive))] * repeat  # fmt: skip
     bag, avi = folder / "720p.mcap", folder / "720p.avi"
     t0 = 1_700_000_000_000_000_000
     with bag_writer(bag) as writer:
@@ -109,11 +109,12 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=200, help="measured back-to-back frames per run")
     parser.add_argument("--paced-frames", type=int, default=40, help="measured frames per paced run")
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=1, help="play the 240 frames this many times over")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        bag, avi, count = build_inputs(Path(tmp))
+        bag, avi, count = build_inputs(Path(tmp), args.repeat)
         uris = {
             "bag": {"fast": f"bag://{bag}", "paced": f"bag://{bag}?realtime=1"},
             "file": {"fast": f"file://{avi}",
