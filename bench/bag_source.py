@@ -4,8 +4,8 @@
 
 Builds, once, the same 240 frames (``--repeat`` times over) at 1280x720 (the four bundled sample drives, upscaled) two ways:
 a rosbag2 MCAP of ``sensor_msgs/CompressedImage`` JPEG (quality 90, stamps at the drives' 15 fps),
-and an MJPEG AVI of the same JPEG quality that ``file://`` reads through GStreamer (demux, jpegdec,
-BGR). Then, alternating bag and file within each round (this VM's speed swings within minutes):
+and an MJPEG AVI of the very same JPEG bytes (muxed by GStreamer) that ``file://`` reads through
+GStreamer (demux, jpegdec, BGR). Then, alternating bag and file within each round (this VM's speed swings within minutes):
 
 - source cost per frame: ``read()`` of every frame, decode to the loop's BGR frame included,
   nothing else running in the process;
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -64,11 +65,15 @@ def build_inputs(folder: Path, repeat: int = 1) -> tuple[Path, Path, int]:
             stamp = t0 + i * 1_000_000_000 // FPS
             fmt, data = encode_compressed(image, "jpeg", JPEG_QUALITY)
             writer.write(connection, stamp, build.serialize(build.compressed_image(stamp, fmt, data)))
-    video = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"MJPG"), FPS, SIZE)
-    video.set(cv2.VIDEOWRITER_PROP_QUALITY, JPEG_QUALITY)
-    for image in frames:
-        video.write(image)
-    video.release()
+    # The AVI holds the very JPEG bytes the bag holds (GStreamer muxes the files as they are), so
+    # both sources decode the same data.
+    jpegs = folder / "jpeg"
+    jpegs.mkdir()
+    for i, image in enumerate(frames):
+        (jpegs / f"{i:05d}.jpg").write_bytes(encode_compressed(image, "jpeg", JPEG_QUALITY)[1])
+    subprocess.run(["gst-launch-1.0", "-q", "multifilesrc", f"location={jpegs}/%05d.jpg", "index=0",
+                    f"caps=image/jpeg,framerate={FPS}/1", "!", "jpegparse", "!", "avimux", "!", "filesink",
+                    f"location={avi}"], check=True)  # fmt: skip
     return bag, avi, len(frames)
 
 
