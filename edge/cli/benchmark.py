@@ -337,6 +337,7 @@ def bench_e2e(
     duration_s: float | None = None,
     tiles: str = "none",
     rate: float | None = None,
+    source_live: bool | None = None,
     options: dict[str, Any] | None = None,
 ) -> BenchRun:
     """End-to-end through the real pipeline (``run_detect``); per-frame stage timings from its frame log.
@@ -344,13 +345,14 @@ def bench_e2e(
     ``rate``: pace a ``gst://`` source at this many frames per second, as a camera delivers them
     (:func:`paced_source`); 0 or None runs it as fast as the pipeline takes frames (back to back).
     At a camera's rate the threads sleep between frames, which costs latency that a back-to-back
-    run never shows: the figure a car gets is the paced one.
-
-    ``options``: further ``edge-detect`` settings (DetectConfig fields), e.g. ``{"view": "127.0.0.1:8080"}``
-    to measure what an output costs the loop.
+    run never shows: the figure a car gets is the paced one. ``options``: more DetectConfig fields
+    (e.g. ``{"view": "127.0.0.1:8080"}``: what an output costs the loop).
 
     ``tiles``: the ``--tiles`` setting of edge-detect; the run's ``batch`` is then the number of
     images per frame (whole frame + tiles), and ``fps`` stays frames per second.
+
+    ``source_live``: edge-detect's ``--live`` (None: the source decides), e.g. to play a file paced by
+    GStreamer's clock as a camera would deliver it.
 
     ``frames`` processed frames after ``warmup`` are measured, or, with ``duration_s``, those
     processed in that many seconds. Latency per frame is capture age (live sources) + total, the
@@ -366,7 +368,7 @@ def bench_e2e(
             source=paced_source(source, rate), model=str(model), backend=backend, threads=threads,
             max_frames=0 if duration_s else warmup + frames + 1,
             log_frames=str(log), events=str(Path(tmp) / "events.jsonl"), health=False, reject_identical=False,
-            tiles=tiles, **(options or {}),
+            tiles=tiles, live=source_live, **(options or {}),
         )  # fmt: skip
         config.validate()
         holder: dict[str, Any] = {}

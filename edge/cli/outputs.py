@@ -1,8 +1,9 @@
 """``edge-detect``'s outputs: their flags, their checks before anything opens, and the sinks they make.
 
 Every output is a module of ``stopsign.edge.sinks``; an output whose library is an extra (python-can
-and cantools for ``--can``; aiohttp and foxglove-sdk for the live outputs, whose flags and sinks are
-in ``detect_live``) is imported only when asked for, so the runtime needs none of them.
+and cantools for ``--can``, rosbags for ``--bag-out``; aiohttp and foxglove-sdk for the live outputs,
+whose flags and sinks are in ``detect_live``) is imported only when asked for, so the runtime needs
+none of them.
 """
 
 from __future__ import annotations
@@ -45,6 +46,16 @@ def add_output_arguments(group: argparse._ArgumentGroup) -> None:
     )
     group.add_argument("--can-dbc", help="DBC defining the CAN frames (default: the shipped stopsign.dbc)")
     group.add_argument("--can-status-hz", type=float, help="DetectorStatus rate (default 10)")
+    group.add_argument(
+        "--bag-out",
+        help="ROS 2 bag of detections (vision_msgs), Foxglove annotations and events: OUT.mcap, or a "
+        "rosbag2 folder (needs the 'ros' extra; docs/ros2.md)",
+    )
+    group.add_argument(
+        "--bag-frames",
+        choices=["every", "events", "none"],
+        help="input frames (JPEG) in --bag-out (default none)",
+    )
 
 
 def check_outputs(config: DetectConfig) -> None:
@@ -57,6 +68,8 @@ def check_outputs(config: DetectConfig) -> None:
             raise ConfigError(str(exc)) from None
     if config.can:
         check_can(config)
+    if config.bag_out and Path(config.bag_out).exists():
+        raise ConfigError(f"--bag-out {config.bag_out}: exists already; a bag is never overwritten")
     if config.show and not gui_available():
         raise ConfigError("--show needs OpenCV with a GUI: pip install opencv-python (not -headless)")
     check_live(config)
@@ -85,6 +98,10 @@ def make_sinks(
         sinks.append(UdpSink(config.udp, names))
     if config.can:
         sinks.append(make_can_sink(config, report))
+    if config.bag_out:
+        from stopsign.edge.sinks.bag import BagSink, BagSinkConfig  # rosbags is an extra: only when asked
+
+        sinks.append(BagSink(BagSinkConfig(config.bag_out, config.bag_frames), names))
     sinks += make_live_sinks(config, names, tracker)
     return sinks
 

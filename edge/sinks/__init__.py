@@ -7,6 +7,8 @@
 - ``video``: the annotated video file; ``window``: a desktop window; ``udp``: JSON datagrams;
 - ``can`` (with ``can_dbc`` and ``can_status``): CAN frames defined by a DBC; python-can and
   cantools are an extra, so it is imported by the CLI only for ``--can``, never from here;
+- ``bag``: a ROS 2 bag (MCAP) of detections, Foxglove annotations and events; rosbags is an
+  extra, so it is imported by the CLI only for ``--bag-out``, never from here;
 - ``view``: the live web page (aiohttp, ``view_page.html``); ``foxglove``: Foxglove WebSocket
   (foxglove-sdk, imported only there); ``live``: what those two share (one-slot frame buffer,
   listen addresses, tracks and tiles to draw).

@@ -3,7 +3,7 @@ WebSocket protocol, served by ``foxglove-sdk`` (its server speaks the ``foxglove
 subprotocol, the same protocol as ``foxglove.websocket.v1`` under a new name).
 
 Channels (the SDK's own Foxglove schemas, protobuf; the topics, frame id and annotation schema
-of the ROS 2 bag output written on the ``bags`` branch, so one Foxglove layout serves both):
+of the ROS 2 bag output, ``--bag-out`` in ``sinks/bag.py``, so one Foxglove layout serves both):
 
 - ``/stopsign/image/compressed``: ``foxglove.CompressedImage``, JPEG of the frame as captured,
   stamped with its capture time on the wall clock (:func:`capture_wall_ns`);
