@@ -338,15 +338,14 @@ def bench_e2e(
     tiles: str = "none",
     rate: float | None = None,
     source_live: bool | None = None,
-    options: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,  # more DetectConfig fields: {"view": ...} costs an output
 ) -> BenchRun:
     """End-to-end through the real pipeline (``run_detect``); per-frame stage timings from its frame log.
 
     ``rate``: pace a ``gst://`` source at this many frames per second, as a camera delivers them
     (:func:`paced_source`); 0 or None runs it as fast as the pipeline takes frames (back to back).
     At a camera's rate the threads sleep between frames, which costs latency that a back-to-back
-    run never shows: the figure a car gets is the paced one. ``options``: more DetectConfig fields
-    (e.g. ``{"view": "127.0.0.1:8080"}``: what an output costs the loop).
+    run never shows: the figure a car gets is the paced one.
 
     ``tiles``: the ``--tiles`` setting of edge-detect; the run's ``batch`` is then the number of
     images per frame (whole frame + tiles), and ``fps`` stays frames per second.
