@@ -174,7 +174,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"mean confuser rate {s.get('mean_confuser_rate', float('nan')):.3f}; {r.get('wall_s', 0):.0f} s"
         )
         lines.append("")
-        severities = list(next(iter(r["corruptions"].values()), {}).keys())
+        severities = sorted({v for rows in r["corruptions"].values() for v in rows}, key=int)
         lines.append(
             "| corruption | "
             + " | ".join(f"sev {v}" for v in severities)
@@ -182,7 +182,9 @@ def markdown(results: list[dict[str, Any]]) -> str:
         )
         lines.append("|---|" + "---|" * (len(severities) + 2))
         for name, rows in r["corruptions"].items():
-            cells = [f"{rows[v]['map50']:.3f} / {rows[v]['recall']:.2f}" for v in severities if v in rows]
+            cells = [
+                f"{rows[v]['map50']:.3f} / {rows[v]['recall']:.2f}" if v in rows else "-" for v in severities
+            ]
             worst = max(rows[v]["confuser_rate"] for v in rows)
             lines.append(
                 f"| {name} | "
@@ -244,6 +246,27 @@ def examples(split: list[tuple[np.ndarray, np.ndarray, str]], index: int, seed: 
     cv2.imwrite(str(out), np.vstack(rows), [cv2.IMWRITE_JPEG_QUALITY, 85])
 
 
+def merge_runs(paths: list[Path]) -> list[dict[str, Any]]:
+    """Runs of several ``--json`` files (e.g. a run stopped part-way and one that did the rest)
+    merged per model: the first file's clean scores, every file's corruption cells."""
+    merged: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        try:
+            runs = json.loads(path.read_text())["runs"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise SystemExit(f"corruptions: {path}: not a bench/corruptions.py result ({exc})") from exc
+        for run in runs:
+            if "clean" not in run:
+                continue
+            into = merged.setdefault(run["model"], {**run, "corruptions": {}, "wall_s": 0.0})
+            for name, rows in run.get("corruptions", {}).items():
+                into["corruptions"].setdefault(name, {}).update(rows)
+            into["wall_s"] += run.get("wall_s", 0.0)
+    for run in merged.values():
+        run["summary"] = summarise(run["clean"], run["corruptions"])
+    return list(merged.values())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -269,7 +292,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--example-index", type=int, default=0, help="which validation image --examples shows"
     )
+    parser.add_argument(
+        "--from-json", type=Path, nargs="+", help="no evaluation: tables and plot from earlier --json files"
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        merged = merge_runs(args.from_json)
+        print(markdown(merged))
+        if args.markdown:
+            args.markdown.parent.mkdir(parents=True, exist_ok=True)
+            args.markdown.write_text(markdown(merged) + "\n")
+        if args.plot:
+            plot(merged, args.plot)
+        return 0
     for model in args.model:
         if not model.is_file():
             print(f"corruptions: model {model} does not exist", file=sys.stderr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 import pytest
@@ -53,7 +55,7 @@ def test_damage_grows_with_severity(name: str) -> None:
         for s in range(MAX_SEVERITY + 1)
     ]
     assert diffs[0] == 0.0
-    assert all(b > a for a, b in zip(diffs, diffs[1:])), f"{name}: {[round(d, 2) for d in diffs]}"
+    assert all(b > a for a, b in itertools.pairwise(diffs)), f"{name}: {[round(d, 2) for d in diffs]}"
 
 
 @pytest.mark.parametrize("name", NAMES)
