@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 
 from stopsign.calibration.dataset import ImageEntry, scan_data
+from stopsign.calibration.errors import CalibrationError
 from stopsign.edge.backends.base import BackendOptions, resolve_backend
 from stopsign.edge.vision import metrics as M
 from stopsign.edge.vision.preprocess import FrameBatcher
@@ -309,9 +310,10 @@ def main(argv: list[str] | None = None) -> int:
         if not model.is_file():
             print(f"corruptions: model {model} does not exist", file=sys.stderr)
             return 2
-    entries = scan_data(args.data, args.split)
-    if not entries:
-        print(f"corruptions: no images in {args.data} split {args.split}", file=sys.stderr)
+    try:
+        entries = scan_data(args.data, args.split)
+    except CalibrationError as exc:
+        print(f"corruptions: {exc}", file=sys.stderr)
         return 2
     entries = entries[: args.limit] if args.limit > 0 else entries
     started = time.perf_counter()
