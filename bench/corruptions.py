@@ -192,8 +192,18 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 + " | ".join(cells)
                 + f" | {s.get('CE', {}).get(name, float('nan')):.2f} | {worst:.3f} |"
             )
+        means = []
+        for v in severities:
+            cells = [rows[v] for rows in r["corruptions"].values() if v in rows]
+            means.append(
+                f"{np.mean([c['map50'] for c in cells]):.3f} / {np.mean([c['recall'] for c in cells]):.2f}"
+                f" ({len(cells)})"
+            )
+        lines.append("| mean (corruptions) | " + " | ".join(means) + " | | |")
         lines.append("")
-        lines.append("Cells: mAP@0.5 / recall at the operating threshold.")
+        lines.append(
+            "Cells: mAP@0.5 / recall at the operating threshold; the mean row over the corruptions measured."
+        )
         lines.append("")
     return "\n".join(lines)
 
