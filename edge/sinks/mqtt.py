@@ -1,0 +1,472 @@
+"""Events and health to an MQTT broker (``--mqtt mqtts://HOST:PORT/PREFIX``), losing nothing.
+
+Topics: ``PREFIX/events`` (tracker events and status events, QoS 1) and ``PREFIX/health``
+(heartbeats and other rate-limited status, QoS 0). Every message is a JSON object: the event as
+the events file has it, plus ``event_id`` (a random 128-bit hex id, unique per message), so a
+consumer can drop the duplicates QoS 1 allows.
+
+Store and forward: ``on_event`` only puts the record in memory for the sink's own thread, which
+writes it to a bounded SQLite queue (:mod:`stopsign.edge.sinks.mqtt_queue`) and publishes from
+there in order while the broker is connected. A record leaves the queue when the broker has it
+(PUBACK for events), so a broker outage or an ``edge-detect`` restart loses nothing: the queue is
+sent first when the broker is back. paho's network loop runs on a thread of its own
+(``loop_start``) and reconnects at most 1 s apart. A vanished broker never stops detection.
+
+TLS (``mqtts://``): ``--mqtt-ca`` (else the system's CAs), optional ``--mqtt-cert``/``--mqtt-key``.
+Plain ``mqtt://`` is for a broker on this machine; elsewhere it warns. Credentials come from
+``--mqtt-credentials FILE`` (``username=``/``password=`` lines) or ``STOPSIGN_MQTT_USERNAME`` /
+``STOPSIGN_MQTT_PASSWORD``, never from the command line (``ps`` shows it to every user).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import queue
+import socket
+import ssl
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from stopsign.edge.sinks.base import FrameResult, Sink, log
+from stopsign.edge.sinks.mqtt_queue import RecordQueue
+
+# Periodic or rate-limited status: QoS 0, first to go when the queue is full.
+HEALTH_KINDS = frozenset({"heartbeat", "over_budget", "frame_rejected"})
+USERNAME_ENV, PASSWORD_ENV = "STOPSIGN_MQTT_USERNAME", "STOPSIGN_MQTT_PASSWORD"
+DEFAULT_QUEUE = "~/.cache/stopsign-edge/mqtt-queue.sqlite"
+
+
+class MqttConfigError(ValueError):
+    """A bad ``--mqtt*`` setting; the message names the flag, file or value."""
+
+
+@dataclass(frozen=True)
+class MqttTarget:
+    """A parsed ``--mqtt`` URL: ``tls`` for ``mqtts``; ``prefix`` without slashes at either end."""
+
+    tls: bool
+    host: str
+    port: int
+    prefix: str
+
+    @property
+    def events_topic(self) -> str:
+        return f"{self.prefix}/events"
+
+    @property
+    def health_topic(self) -> str:
+        return f"{self.prefix}/health"
+
+    @property
+    def loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+def parse_mqtt_url(url: str) -> MqttTarget:
+    """``mqtts://HOST[:PORT]/PREFIX`` (port 8883) or ``mqtt://...`` (port 1883) -> :class:`MqttTarget`."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise MqttConfigError(
+            f"--mqtt {url!r}: the scheme must be mqtts:// (TLS) or mqtt://, not {parts.scheme!r}"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise MqttConfigError(f"--mqtt {url!r}: the port must be a number in 1-65535") from None
+    if not parts.hostname:
+        raise MqttConfigError(f"--mqtt {url!r}: no broker host (expected {parts.scheme}://HOST:PORT/PREFIX)")
+    prefix = parts.path.strip("/")
+    if not prefix:
+        raise MqttConfigError(f"--mqtt {url!r}: no topic prefix (expected {parts.scheme}://HOST:PORT/PREFIX)")
+    if any(c in prefix for c in "+#\0") or "//" in prefix:
+        raise MqttConfigError(f"--mqtt {url!r}: the prefix {prefix!r} must not hold '+', '#' or empty levels")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise MqttConfigError(
+            f"--mqtt {url!r}: no user, query or fragment in the URL (credentials: --mqtt-credentials FILE "
+            f"or {USERNAME_ENV}/{PASSWORD_ENV})"
+        )
+    tls = parts.scheme == "mqtts"
+    return MqttTarget(tls, parts.hostname, port or (8883 if tls else 1883), prefix)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A username and password, and where they came from (for messages; never the password)."""
+
+    username: str
+    password: str | None
+    origin: str
+
+
+def load_credentials(path: str | None, environ: Mapping[str, str] = os.environ) -> Credentials | None:
+    """From ``path`` (``username=NAME`` and ``password=SECRET`` lines, ``#`` comments) if given,
+    else from the environment; None when neither has a username."""
+    if path is None:
+        user = environ.get(USERNAME_ENV)
+        if not user:
+            if environ.get(PASSWORD_ENV):
+                raise MqttConfigError(f"{PASSWORD_ENV} is set but {USERNAME_ENV} is not")
+            return None
+        return Credentials(user, environ.get(PASSWORD_ENV), f"${USERNAME_ENV}")
+    file = Path(path).expanduser()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MqttConfigError(f"--mqtt-credentials {file}: cannot read it ({exc.strerror})") from None
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or key.strip() not in ("username", "password"):
+            raise MqttConfigError(
+                f"--mqtt-credentials {file}:{number}: expected username=... or password=..."
+            )
+        values[key.strip()] = value.strip()
+    if not values.get("username"):
+        raise MqttConfigError(f"--mqtt-credentials {file}: no username= line")
+    if file.stat().st_mode & 0o077:
+        log.warning("mqtt: %s is readable by other users; chmod 600 it", file)
+    return Credentials(values["username"], values.get("password"), str(file))
+
+
+@dataclass
+class MqttSettings:
+    """What the MQTT sink is told. ``queue_path``: the store and forward SQLite file;
+    ``queue_max``: its bound in records; ``reconnect_max_s``: longest wait between reconnects."""
+
+    url: str
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    credentials: str | None = None
+    queue_path: str = DEFAULT_QUEUE
+    queue_max: int = 10_000
+    client_id: str | None = None
+    reconnect_max_s: float = 1.0
+    inflight: int = 100
+
+    def check(self, environ: Mapping[str, str] = os.environ) -> tuple[MqttTarget, Credentials | None]:
+        """Every error a user should see before the run starts; warns about plain MQTT off this machine."""
+        target = parse_mqtt_url(self.url)
+        for flag, value in (("--mqtt-ca", self.ca), ("--mqtt-cert", self.cert), ("--mqtt-key", self.key)):
+            if value is not None and not Path(value).expanduser().is_file():
+                raise MqttConfigError(f"{flag} {value}: no such file")
+            if value is not None and not target.tls:
+                raise MqttConfigError(f"{flag} needs an mqtts:// URL (TLS), got {self.url}")
+        if self.key and not self.cert:
+            raise MqttConfigError("--mqtt-key needs --mqtt-cert (the client certificate)")
+        if self.queue_max < 1:
+            raise MqttConfigError(f"--mqtt-queue-max {self.queue_max}: must be >= 1")
+        if not target.tls and not target.loopback:
+            log.warning(
+                "mqtt: %s is plain MQTT to another machine: events and credentials cross the network "
+                "unencrypted; use mqtts:// with --mqtt-ca",
+                self.url,
+            )
+        if self.ca or self.cert:
+            self.tls_context()  # a CA or certificate file that is not PEM fails here, by name
+        return target, load_credentials(self.credentials, environ)
+
+    def tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        if self.ca:
+            try:
+                context.load_verify_locations(cafile=str(Path(self.ca).expanduser()))
+            except (OSError, ssl.SSLError) as exc:
+                raise MqttConfigError(f"--mqtt-ca {self.ca}: not a PEM CA certificate ({exc})") from None
+        if self.cert:
+            key = str(Path(self.key).expanduser()) if self.key else None
+            try:
+                context.load_cert_chain(str(Path(self.cert).expanduser()), key)
+            except (OSError, ssl.SSLError) as exc:
+                raise MqttConfigError(
+                    f"--mqtt-cert {self.cert} / --mqtt-key {self.key}: cannot load the client certificate ({exc})"
+                ) from None
+        return context
+
+
+def record_kind(event: Mapping[str, Any]) -> str:
+    """``health`` for periodic status (QoS 0, dropped first when the queue is full), else ``event``."""
+    return "health" if event.get("event") in HEALTH_KINDS else "event"
+
+
+class MqttSink(Sink):
+    """Events (QoS 1) and health (QoS 0) through an on-disk queue to a broker; see the module doc.
+
+    ``report(kind, fields)``: where status lines go (the event channel); called on the loop's
+    thread only, from ``on_frame``, never from inside ``on_event``.
+    """
+
+    name = "mqtt"
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        report: Callable[[str, dict[str, Any]], Any] | None = None,
+        environ: Mapping[str, str] = os.environ,
+    ) -> None:
+        self.settings = settings
+        self.target, self.credentials = settings.check(environ)
+        self._report = report
+        self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._inbox_max = 10_000
+        self._worker: threading.Thread | None = None
+        self._client: Any = None
+        self._stop = threading.Event()
+        self.stats = {"published": 0, "acked": 0, "dropped_health": 0, "inbox_overflow": 0}
+        self._unreported_drops = 0
+        self._last_drop_report = 0.0
+        self._lock = threading.Lock()  # stats, written by the worker, read by on_frame
+        self.queue_depth = 0
+        self.queue_bytes = 0
+        self.connected = threading.Event()
+        self._warned: set[str] = set()
+
+    # --- the loop's side: enqueue only ---------------------------------------------------------
+
+    def open(self) -> None:
+        if self._worker is not None:
+            return
+        path = Path(self.settings.queue_path).expanduser()
+        store = RecordQueue(path, self.settings.queue_max)  # a bad path fails here, by name
+        self.queue_depth = len(store)
+        if len(store):
+            log.warning("mqtt: %d records left in %s by an earlier run are sent first", len(store), path)
+        self._client = self._make_client()
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, args=(store,), name="mqtt-sink", daemon=True)
+        self._worker.start()
+        self._client.connect_async(self.target.host, self.target.port, keepalive=10)
+        self._client.loop_start()
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        if self._inbox.qsize() >= self._inbox_max:  # the disk stalls: count it, never wait for it
+            with self._lock:
+                self.stats["inbox_overflow"] += 1
+                self._unreported_drops += 1
+            return
+        kind = record_kind(event)
+        record = {**event, "event_id": uuid.uuid4().hex}
+        self._inbox.put(("record", (kind, json.dumps(record, separators=(",", ":")).encode())))
+
+    def on_frame(self, result: FrameResult) -> None:
+        with self._lock:
+            drops = self._unreported_drops
+            if not drops or time.monotonic() - self._last_drop_report < 10.0:
+                return
+            self._unreported_drops = 0
+            self._last_drop_report = time.monotonic()
+            fields = {
+                "sink": self.name,
+                "dropped_health": self.stats["dropped_health"],
+                "dropped_since_last": drops,
+                "queue_records": self.queue_depth,
+                "queue_max": self.settings.queue_max,
+            }
+        log.warning(
+            "mqtt: queue full (%d records): dropped %d oldest health records", self.queue_depth, drops
+        )
+        if self._report is not None:
+            self._report("mqtt_queue_full", fields)
+
+    def close(self) -> None:
+        if self._worker is None:
+            return
+        self._inbox.put(("close", None))
+        self._worker.join(timeout=5.0)
+        self._worker = None
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+
+    # --- paho's network thread: only posts to the inbox ----------------------------------------
+
+    def _make_client(self) -> Any:
+        import paho.mqtt.client as mqtt
+
+        client_id = (
+            self.settings.client_id
+            or f"stopsign-{self.credentials.username if self.credentials else socket.gethostname()}"
+        )
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=True
+        )
+        if self.target.tls:
+            client.tls_set_context(self.settings.tls_context())
+        if self.credentials is not None:
+            client.username_pw_set(self.credentials.username, self.credentials.password)
+        client.reconnect_delay_set(min_delay=0.25, max_delay=self.settings.reconnect_max_s)  # type: ignore[arg-type]
+        client.max_inflight_messages_set(self.settings.inflight)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = lambda _c, _u, mid, _rc, _p: self._inbox.put(("ack", mid))
+        return client
+
+    def _on_connect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            who = (
+                f"user {self.credentials.username!r} from {self.credentials.origin}"
+                if self.credentials
+                else "no username"
+            )
+            self._warn_once(
+                f"refused: {reason}", f"broker {self._where()} refused the connection: {reason} ({who})"
+            )
+            return
+        self._warned = set()
+        log.info("mqtt: connected to %s", self._where())
+        self.connected.set()
+        self._inbox.put(("connected", None))
+
+    def _on_connect_fail(self, _client: Any, _userdata: Any) -> None:
+        # paho calls this inside its `except OSError`: the exception in flight is the reason.
+        exc = sys.exc_info()[1]
+        why = f"{type(exc).__name__}: {exc}" if exc is not None else "unknown error"
+        self._warn_once(f"fail: {type(exc).__name__}", f"cannot reach broker {self._where()} ({why})")
+
+    def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        was_connected = self.connected.is_set()
+        self.connected.clear()
+        self._inbox.put(("disconnected", None))
+        if was_connected and not self._stop.is_set():
+            self._warn_once(
+                "lost", f"lost broker {self._where()} ({reason}); queueing to {self.settings.queue_path}"
+            )
+        elif not was_connected and not self._stop.is_set():
+            # Closed before CONNACK: over TLS 1.3 a missing client certificate shows up this way.
+            hint = "" if self.settings.cert else " (does it require a client certificate? --mqtt-cert)"
+            self._warn_once(
+                "closed", f"broker {self._where()} closed the connection before accepting it: {reason}{hint}"
+            )
+
+    def _warn_once(self, key: str, message: str) -> None:
+        """One warning per kind of failure until the next successful connection."""
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("mqtt: %s", message)
+
+    def _where(self) -> str:
+        return f"{self.target.host}:{self.target.port}"
+
+    # --- the sink's own thread: the only user of the SQLite queue ------------------------------
+
+    def _work(self, store: RecordQueue) -> None:
+        inflight: dict[int, int] = {}  # paho mid -> queue seq
+        state = _WorkerState()
+        try:
+            while not state.closing:
+                items = self._take_inbox()
+                pending: list[tuple[str, str, int, bytes]] = []
+                acked: list[int] = []
+                for what, value in items:
+                    if what == "record":
+                        pending.append(self._as_queued(*value))
+                    elif what == "ack" and value in inflight:
+                        acked.append(inflight.pop(value))
+                    elif what == "connected":
+                        state.online = True
+                        # paho resends what it had in flight first; new records wait for those acks
+                        state.drain_until = time.monotonic() + 5.0 if inflight else None
+                    elif what == "disconnected":
+                        state.online = False
+                    elif what == "close":
+                        state.closing = True
+                self._store(store, pending, acked)
+                if state.drain_until is not None and (not inflight or time.monotonic() > state.drain_until):
+                    state.drain_until = None
+                if state.online and state.drain_until is None and not state.closing:
+                    self._publish_next(store, inflight, state)
+                self.queue_depth = len(store)
+            self._finish(store, inflight)
+        except Exception as exc:  # the worker must say why it died; detection goes on regardless
+            log.error(
+                "mqtt: sink thread failed (%s: %s); events stay queued in %s",
+                type(exc).__name__,
+                exc,
+                store.path,
+            )
+            raise
+        finally:
+            self.queue_bytes = store.disk_bytes()
+            store.close()
+
+    def _take_inbox(self, wait_s: float = 0.05, most: int = 1000) -> list[tuple[str, Any]]:
+        items: list[tuple[str, Any]] = []
+        try:
+            items.append(self._inbox.get(timeout=wait_s))
+            while len(items) < most:
+                items.append(self._inbox.get_nowait())
+        except queue.Empty:
+            pass
+        return items
+
+    def _as_queued(self, kind: str, payload: bytes) -> tuple[str, str, int, bytes]:
+        if kind == "event":
+            return kind, self.target.events_topic, 1, payload
+        return kind, self.target.health_topic, 0, payload
+
+    def _store(
+        self, store: RecordQueue, pending: list[tuple[str, str, int, bytes]], acked: list[int]
+    ) -> None:
+        if pending:
+            result = store.push_many(pending)
+            if result.dropped_health:
+                with self._lock:
+                    self.stats["dropped_health"] += result.dropped_health
+                    self._unreported_drops += result.dropped_health
+        if acked:
+            store.remove(acked)
+            with self._lock:
+                self.stats["acked"] += len(acked)
+
+    def _publish_next(self, store: RecordQueue, inflight: dict[int, int], state: _WorkerState) -> None:
+        room = self.settings.inflight - len(inflight)
+        if room <= 0:
+            return
+        for record in store.after(state.last_seq, room):
+            info = self._client.publish(record.topic, record.payload, qos=record.qos)
+            inflight[info.mid] = record.seq
+            state.last_seq = record.seq
+        with self._lock:
+            self.stats["published"] = state.last_seq
+
+    def _finish(self, store: RecordQueue, inflight: dict[int, int]) -> None:
+        """At close: store what is left in the inbox, and wait up to 1 s for the acks of what is
+        in flight, so the next run resends less."""
+        self._stop.set()
+        deadline = time.monotonic() + 1.0
+        while True:
+            items = self._take_inbox(wait_s=0.05 if inflight and self.connected.is_set() else 0.0)
+            pending = [self._as_queued(*value) for what, value in items if what == "record"]
+            acked = [inflight.pop(v) for what, v in items if what == "ack" and v in inflight]
+            self._store(store, pending, acked)
+            if not items and (not inflight or not self.connected.is_set() or time.monotonic() > deadline):
+                break
+        self.queue_depth = len(store)
+
+
+@dataclass
+class _WorkerState:
+    """The worker's view of the connection: ``last_seq`` is the highest seq handed to paho."""
+
+    online: bool = False
+    closing: bool = False
+    drain_until: float | None = None
+    last_seq: int = 0
