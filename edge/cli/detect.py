@@ -45,6 +45,7 @@ from stopsign.edge.sinks import (
     gui_available,
     parse_host_port,
 )
+from stopsign.edge.sinks.mqtt import MqttConfigError, MqttSettings, MqttSink
 from stopsign.edge.sources.base import Source, SourceError, SourceOptions, StatusReport
 from stopsign.edge.sources.factory import make_source
 from stopsign.edge.sources.launch import CameraOptions
@@ -158,6 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--save", help="annotated video (.mp4)")
     out.add_argument("--show", action="store_true", default=None, help="show annotated frames in a window")
     out.add_argument("--udp", help="send events and detections as JSON datagrams to host:port")
+    out.add_argument(
+        "--mqtt",
+        help="events (QoS 1) and health (QoS 0) to a broker: mqtts://HOST:PORT/PREFIX (mqtt:// for this "
+        "machine); credentials from --mqtt-credentials or $STOPSIGN_MQTT_USERNAME/PASSWORD",
+    )
+    out.add_argument("--mqtt-ca", help="CA certificate (PEM) the broker's certificate must chain to")
+    out.add_argument("--mqtt-cert", help="client certificate (PEM), where the broker asks for one")
+    out.add_argument("--mqtt-key", help="the client certificate's private key (PEM)")
+    out.add_argument("--mqtt-credentials", help="file of username=... and password=... lines (chmod 600)")
+    out.add_argument(
+        "--mqtt-queue",
+        help="store and forward queue, SQLite (default ~/.cache/stopsign-edge/mqtt-queue.sqlite)",
+    )
+    out.add_argument(
+        "--mqtt-queue-max",
+        type=int,
+        help="queue bound in records; health goes first, never events (default 10000)",
+    )
     p.add_argument("--config", help="YAML file of settings (flags override it)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -192,7 +211,21 @@ def load_backend(config: DetectConfig) -> tuple[Backend, ModelSpec]:
     return backend, spec
 
 
-def make_sinks(config: DetectConfig, spec: ModelSpec, source: Source) -> list[Sink]:
+def mqtt_settings(config: DetectConfig) -> MqttSettings:
+    return MqttSettings(
+        url=str(config.mqtt),
+        ca=config.mqtt_ca,
+        cert=config.mqtt_cert,
+        key=config.mqtt_key,
+        credentials=config.mqtt_credentials,
+        queue_path=config.mqtt_queue,
+        queue_max=config.mqtt_queue_max,
+    )
+
+
+def make_sinks(
+    config: DetectConfig, spec: ModelSpec, source: Source, report: StatusReport | None = None
+) -> list[Sink]:
     names = spec.class_names
     sinks: list[Sink] = [EventSink(config.events, config.events_max_bytes)]
     if config.detections:
@@ -205,6 +238,8 @@ def make_sinks(config: DetectConfig, spec: ModelSpec, source: Source) -> list[Si
         sinks.append(ShowSink(names))
     if config.udp:
         sinks.append(UdpSink(config.udp, names))
+    if config.mqtt:
+        sinks.append(MqttSink(mqtt_settings(config), report=report))
     return sinks
 
 
@@ -253,13 +288,20 @@ def make_tracker(spec: ModelSpec, config: DetectConfig, still_images: bool) -> T
 
 
 def preflight(config: DetectConfig) -> None:
-    """Errors a user should see before anything opens (bad URI, --show without GUI, bad --udp)."""
+    """Errors a user should see before anything opens (bad URI, --show without GUI, bad --udp or --mqtt)."""
     parse_source_uri(config.uri)
     if config.udp:
         try:
             parse_host_port(config.udp)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+    if config.mqtt:
+        try:
+            mqtt_settings(config).check()
+        except MqttConfigError as exc:
+            raise ConfigError(str(exc)) from None
+    elif any((config.mqtt_ca, config.mqtt_cert, config.mqtt_key, config.mqtt_credentials)):
+        raise ConfigError("--mqtt-ca/--mqtt-cert/--mqtt-key/--mqtt-credentials need --mqtt URL")
     if config.show and not gui_available():
         raise ConfigError("--show needs OpenCV with a GUI: pip install opencv-python (not -headless)")
 
@@ -283,7 +325,7 @@ def run_detect(
     guarded: list[GuardedSink] = []
     try:
         source.open()
-        guarded = [GuardedSink(s, channel.emit) for s in make_sinks(config, spec, source)]
+        guarded = [GuardedSink(s, channel.emit) for s in make_sinks(config, spec, source, channel.emit)]
         channel.receivers.extend(guarded)
         for sink in guarded:
             sink.open()

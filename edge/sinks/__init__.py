@@ -4,7 +4,9 @@
   contains a failing output and retries it;
 - ``jsonl``: detections, events and the per-frame stage log as JSON lines;
 - ``draw``: the overlay drawn by the outputs that show pictures;
-- ``video``: the annotated video file; ``window``: a desktop window; ``udp``: JSON datagrams.
+- ``video``: the annotated video file; ``window``: a desktop window; ``udp``: JSON datagrams;
+- ``mqtt``: events and health to a broker over TLS through an on-disk queue (``mqtt_config``: its
+  settings; ``mqtt_queue``: the SQLite queue; ``mqtt_broker``: a local mosquitto for tests and benches).
 
 Sinks never import backends (a contract CI checks): they see frames, results and events only.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 from stopsign.edge.sinks.base import FrameResult, GuardedSink, Sink
 from stopsign.edge.sinks.draw import annotate
 from stopsign.edge.sinks.jsonl import DetectionsSink, EventSink, FrameLogSink, JsonLinesFile
+from stopsign.edge.sinks.mqtt import MqttSink
 from stopsign.edge.sinks.udp import UdpSink, parse_host_port
 from stopsign.edge.sinks.video import VideoSink
 from stopsign.edge.sinks.window import ShowSink, gui_available
@@ -25,6 +28,7 @@ __all__ = [
     "FrameResult",
     "GuardedSink",
     "JsonLinesFile",
+    "MqttSink",
     "ShowSink",
     "Sink",
     "UdpSink",
