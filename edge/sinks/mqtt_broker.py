@@ -215,6 +215,10 @@ class FleetSubscriber:
             raise TimeoutError("the fleet subscriber did not connect")
         time.sleep(0.2)  # the SUBACK follows the CONNACK
 
+    def wait_saved(self) -> None:
+        """Wait past the broker's autosave (1 s), so a SIGKILL after this keeps the subscription."""
+        time.sleep(1.2)
+
     def snapshot(self) -> list[tuple[str, dict[str, Any], float]]:
         with self._lock:
             return list(self.messages)
