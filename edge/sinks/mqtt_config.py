@@ -140,6 +140,7 @@ class MqttSettings:
     def check(self, environ: Mapping[str, str] = os.environ) -> tuple[MqttTarget, Credentials | None]:
         """Every error a user should see before the run starts (bad URL, missing files, credentials)."""
         target = parse_mqtt_url(self.url)
+        require_paho()
         for flag, value in (("--mqtt-ca", self.ca), ("--mqtt-cert", self.cert), ("--mqtt-key", self.key)):
             if value is not None and not Path(value).expanduser().is_file():
                 raise MqttConfigError(f"{flag} {value}: no such file")
@@ -169,3 +170,16 @@ class MqttSettings:
                     f"--mqtt-cert {self.cert} / --mqtt-key {self.key}: cannot load the client certificate ({exc})"
                 ) from None
         return context
+
+
+def require_paho() -> None:
+    """paho-mqtt 2.x is an optional dependency: say how to get it rather than fail at connect time."""
+    try:
+        import paho.mqtt
+    except ImportError:
+        raise MqttConfigError("--mqtt needs paho-mqtt 2.x: pip install 'stopsign-edge[mqtt]'") from None
+    major = str(getattr(paho.mqtt, "__version__", "0")).split(".")[0]
+    if not major.isdigit() or int(major) < 2:
+        raise MqttConfigError(
+            f"--mqtt needs paho-mqtt 2.x, found {paho.mqtt.__version__}: pip install 'paho-mqtt>=2,<3'"
+        )
