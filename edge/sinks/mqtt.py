@@ -99,6 +99,7 @@ class MqttSink(Sink):
         self.queue_bytes = 0
         self.connected = threading.Event()
         self._warned: set[str] = set()
+        self._refused = False  # the broker answered CONNACK with a refusal; cleared on success
 
     # --- the loop's side: enqueue only ---------------------------------------------------------
 
@@ -192,8 +193,9 @@ class MqttSink(Sink):
             self._warn_once(
                 f"refused: {reason}", f"broker {self._where()} refused the connection: {reason} ({who})"
             )
+            self._refused = True  # the disconnects that follow are this refusal, already reported
             return
-        self._warned = set()
+        self._warned, self._refused = set(), False
         log.info("mqtt: connected to %s", self._where())
         self.connected.set()
         self._inbox.put(("connected", None))
@@ -212,7 +214,7 @@ class MqttSink(Sink):
             self._warn_once(
                 "lost", f"lost broker {self._where()} ({reason}); queueing to {self.settings.queue_path}"
             )
-        elif not was_connected and not self._stop.is_set():
+        elif not was_connected and not self._refused and not self._stop.is_set():
             # Closed before CONNACK: over TLS 1.3 a missing client certificate shows up this way.
             hint = "" if self.settings.cert else " (does it require a client certificate? --mqtt-cert)"
             self._warn_once(

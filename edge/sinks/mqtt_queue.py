@@ -72,6 +72,10 @@ class RecordQueue:
             # commit (a crashed process loses nothing; a power cut may lose the last commits).
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            # Every record is a commit of a few pages: checkpoint the WAL every 64 pages and cut it
+            # back to 256 kB, so the file on disk stays near the size of what is queued.
+            self._db.execute("PRAGMA wal_autocheckpoint=64")
+            self._db.execute("PRAGMA journal_size_limit=262144")
             self._db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise QueueFileError(
