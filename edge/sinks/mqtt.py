@@ -119,6 +119,11 @@ class MqttSink(Sink):
         self._client.loop_start()
 
     def on_event(self, event: dict[str, Any]) -> None:
+        if self._worker is not None and not self._worker.is_alive():
+            # Its error is logged; raising lets GuardedSink report it, close and reopen the sink.
+            raise RuntimeError(
+                f"the MQTT sink's thread has stopped; records stay in {self.settings.queue_path}"
+            )
         if self._inbox.qsize() >= self._inbox_max:  # the disk stalls: count it, never wait for it
             with self._lock:
                 self.stats["inbox_overflow"] += 1

@@ -92,6 +92,16 @@ def test_missing_tls_files_are_named(tmp_path: Path) -> None:
         MqttSettings(url="mqtts://127.0.0.1/c", key=str(tmp_path / "ca.crt")).check({})
 
 
+def test_plain_mqtt_off_this_machine_warns_and_tls_files_need_mqtts(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "stopsign.edge.sinks")
+    MqttSink(MqttSettings(url="mqtt://127.0.0.1/cars/car1"), environ={})
+    assert "plain MQTT" not in caplog.text  # a broker on this machine: no warning
+    MqttSink(MqttSettings(url="mqtt://10.0.0.5/cars/car1"), environ={})
+    assert "mqtt://10.0.0.5/cars/car1 is plain MQTT to another machine" in caplog.text
+    with pytest.raises(MqttConfigError, match="--mqtt-ca needs an mqtts:// URL"):
+        MqttSettings(url="mqtt://127.0.0.1/cars/car1", ca=__file__).check({})
+
+
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
