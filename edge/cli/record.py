@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stopsign.edge.replay.recorder import RecordError, record
-from stopsign.edge.sources.gst import GstUnavailableError
+from stopsign.edge.sources.gst_loader import GstUnavailableError
 from stopsign.edge.sources.launch import CameraOptions
 from stopsign.edge.sources.uri import SourceURIError, parse_size
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from stopsign.edge.model.artifacts import atomic_write_text
-from stopsign.edge.vision.letterbox import RESIZE_MODES
 
 SPEC_VERSION = 1
 ONNX_METADATA_KEY = "stopsign.model_spec"
@@ -31,7 +30,8 @@ PRECISIONS = ("fp32", "fp16", "int8")
 COLOR_ORDERS = ("RGB", "BGR")
 # How a frame becomes the network input: "letterbox" keeps the aspect ratio and pads (YOLOv5);
 # "stretch" resizes to the input size ignoring it (Darknet, unless its cfg says letter_box=1).
-# (RESIZE_MODES lives in stopsign.edge.vision.letterbox, which implements both modes.)
+# (stopsign.edge.vision.letterbox implements both.)
+RESIZE_MODES = ("letterbox", "stretch")
 
 
 class ModelSpecError(ValueError):

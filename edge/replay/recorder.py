@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from stopsign.edge.model.artifacts import atomic_write_text
-from stopsign.edge.sources.gst import load_gst, registered_elements
+from stopsign.edge.sources.gst_loader import load_gst, registered_elements
 from stopsign.edge.sources.launch import CameraOptions, candidates_for
 from stopsign.edge.sources.uri import parse_source_uri
 

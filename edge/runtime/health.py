@@ -7,30 +7,9 @@ from typing import Any
 
 import numpy as np
 
-STAGES = ("capture_age", "preprocess", "infer", "postprocess", "track", "sinks", "total")
+from stopsign.edge.vision.result import STAGES, FrameTimings
 
-
-@dataclass
-class FrameTimings:
-    """Milliseconds per stage of one frame; ``capture_age`` is capture -> processing start
-    (None for ordered sources, whose capture time is a recording's), ``total`` is processing up to
-    the tracker's result (sinks excluded, timed as ``sinks``), ``latency`` = capture age + total."""
-
-    capture_age: float | None = None
-    preprocess: float = 0.0
-    infer: float = 0.0
-    postprocess: float = 0.0
-    track: float = 0.0
-    sinks: float = 0.0
-    total: float = 0.0
-
-    @property
-    def latency(self) -> float:
-        return self.total + (self.capture_age or 0.0)
-
-    def to_dict(self) -> dict[str, float | None]:
-        out: dict[str, float | None] = {s: getattr(self, s) for s in STAGES}
-        return {k: (round(v, 3) if v is not None else None) for k, v in out.items()}
+__all__ = ["STAGES", "FrameTimings", "HealthWindow", "health_line"]
 
 
 @dataclass

@@ -1,7 +1,9 @@
-"""The detection loop: source -> sanity -> preprocess -> backend -> decode -> tracker -> sinks.
+"""The detection loop: source -> content checks -> inference -> tracker -> sinks, one straight line.
 
+How a frame becomes detections (host batch or device frame path) is chosen once at start-up
+(:mod:`stopsign.edge.runtime.inference`), so the loop has no branch on backend capabilities.
 Per frame, no full-size array is allocated by the loop: the letterbox and the network input live
-in buffers made once (:class:`Preprocessor`). Stage timings are measured per frame; health is
+in buffers made once. Stage timings are measured per frame; health is
 reported once a second (heartbeat event, stderr line, systemd watchdog).
 """
 
@@ -13,28 +15,37 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol, TypeVar
+from typing import IO, Any, Protocol
 
-import numpy as np
-
-from stopsign.edge.backends.base import Backend
 from stopsign.edge.model.spec import ModelSpec
 from stopsign.edge.runtime.events import EventChannel, RateLimiter, event_to_dict
 from stopsign.edge.runtime.health import FrameTimings, HealthWindow, health_line
+from stopsign.edge.runtime.inference import (
+    BackendSupervisor,
+    FatalBackendError,
+    InferencePath,
+    choose_inference_path,
+)
 from stopsign.edge.runtime.sdnotify import SdNotifier
 from stopsign.edge.sinks import FrameResult, GuardedSink
 from stopsign.edge.sources.base import Source
 from stopsign.edge.sources.sanity import FrameSanity, SanityOptions
 from stopsign.edge.vision.detections import Detections
 from stopsign.edge.vision.frame import NO_TIMESTAMP, Frame
-from stopsign.edge.vision.preprocess import FrameBatcher
-from stopsign.edge.vision.tiles import TileConfig
+from stopsign.edge.vision.tiles import Tile, TileConfig
 
 log = logging.getLogger(__name__)
 
-
-class FatalBackendError(RuntimeError):
-    """The backend kept failing and re-initialising it did not help; the run must end."""
+# Re-exported: they lived here before the inference path had a module of its own.
+__all__ = [
+    "BackendSupervisor",
+    "DetectionLoop",
+    "FatalBackendError",
+    "LoopConfig",
+    "LoopSummary",
+    "TrackerLike",
+    "default_health_stream",
+]
 
 
 class TrackerLike(Protocol):
@@ -68,91 +79,6 @@ class LoopConfig:
     # (cx, cy) of the camera in frame pixels places the ``auto`` band on video.
     tiles: TileConfig = field(default_factory=TileConfig)
     principal_point: tuple[float, float] | None = None
-
-
-T = TypeVar("T")
-
-
-class BackendSupervisor:
-    """Runs inference; counts failures; re-initialises the backend after too many in a row.
-
-    ``factory`` builds and loads a fresh backend. A failure of the factory, or as many failures
-    again right after a re-initialisation, raises :class:`FatalBackendError`.
-    """
-
-    def __init__(
-        self, backend: Backend, factory: Callable[[], Backend], max_failures: int, channel: EventChannel
-    ) -> None:
-        self.backend, self._factory, self._max, self._channel = backend, factory, max_failures, channel
-        self.consecutive = 0
-        self.total_failures = 0
-        self.reinits = 0
-        self._fresh = False  # re-initialised and not yet succeeded
-
-    @property
-    def frame_path(self) -> bool:
-        """The current backend takes whole frames (see ``Backend.frame_path``)."""
-        return self.backend.frame_path
-
-    @property
-    def output_suppressed(self) -> bool:
-        """The current backend's output has been through NMS already (``Backend.output_suppressed``)."""
-        return self.backend.output_suppressed
-
-    def infer(self, batch: np.ndarray) -> np.ndarray | None:
-        """Raw model output, or None after a failure (counted; may re-initialise the backend)."""
-        return self._guarded(lambda: self.backend.infer(batch))
-
-    @property
-    def image_input(self) -> bool:
-        """The current backend takes uint8 images (see ``Backend.image_input``)."""
-        return self.backend.image_input
-
-    def infer_images(self, images: np.ndarray) -> np.ndarray | None:
-        """As :meth:`infer`, for a batch of letterboxed uint8 images."""
-        return self._guarded(lambda: self.backend.infer_images(images))
-
-    def detect(self, image: np.ndarray, conf: float, iou: float) -> Detections | None:
-        """Final detections of a whole frame (frame-path backends), or None after a failure."""
-        return self._guarded(lambda: self.backend.detect(image, conf, iou))
-
-    def _guarded(self, call: Callable[[], T]) -> T | None:
-        try:
-            result = call()
-        except Exception as exc:  # CUDA / ONNX Runtime / TensorRT raise their own types
-            self._failed(exc)
-            return None
-        self.consecutive, self._fresh = 0, False
-        return result
-
-    def _failed(self, exc: Exception) -> None:
-        self.consecutive += 1
-        self.total_failures += 1
-        message = f"{type(exc).__name__}: {exc}".strip()
-        self._channel.emit(
-            "backend_error",
-            {"backend": self.backend.name, "error": message[:500], "consecutive": self.consecutive},
-        )
-        if self.consecutive < self._max:
-            return
-        if self._fresh:
-            raise FatalBackendError(
-                f"backend {self.backend.name} failed {self.consecutive} times in a row after "
-                f"re-initialisation: {message}"
-            )
-        self._channel.emit(
-            "backend_reinit", {"backend": self.backend.name, "after_failures": self.consecutive}
-        )
-        try:
-            self.backend.close()
-            self.backend = self._factory()
-        except Exception as reinit_exc:  # whatever the runtime raises, the run ends with its message
-            raise FatalBackendError(
-                f"backend {self.backend.name} could not be re-initialised after {self.consecutive} "
-                f"failures ({message}): {type(reinit_exc).__name__}: {reinit_exc}"
-            ) from reinit_exc
-        self.reinits += 1
-        self.consecutive, self._fresh = 0, True
 
 
 @dataclass
@@ -199,11 +125,11 @@ class DetectionLoop:
         self.stop = stop or threading.Event()
         self._clock = clock
         self._still = source.description.startswith("images")
-        self._batcher = FrameBatcher(
-            spec, config.tiles, self._still, config.principal_point, images=backend.image_input
+        iou = config.iou if config.iou is not None else spec.nms_iou
+        self.inference: InferencePath = choose_inference_path(
+            backend, spec, config.tiles, self._still, config.principal_point, config.conf, iou
         )
         self._sanity = None if self._still else FrameSanity(config.sanity, source.live)
-        self._iou = config.iou if config.iou is not None else spec.nms_iou
         self._limiter = RateLimiter(1.0, clock)
         self._health = HealthWindow(config.budget_ms)
         self.summary = LoopSummary()
@@ -251,59 +177,23 @@ class DetectionLoop:
         if frame.gap_ns and self.tracker is not None:
             # The source was down (a camera link dropped): hold the tracks or end them.
             self._forward(self.tracker.bridge_gap(frame.gap_ns, frame.index, timestamp))
-        host_path = not (self.backend.frame_path and not self.config.tiles.enabled)
-        network_input, replanned = None, False
-        if host_path:
-            planned_for = self._batcher.frame_hw
-            network_input = self._batcher(frame.image)
-            replanned = self._batcher.frame_hw != planned_for and self.config.tiles.enabled
-        reject = None
-        if self._sanity is not None:
-            # The content checks look at the letterboxed copy when there is one: a second pass
-            # over a 720p frame cost ~0.2 ms and evicted the model's data from the cache.
-            content = self._batcher.whole_image if host_path else None
-            verdict = self._sanity.check(frame, content)
-            for kind, fields in verdict.notices:
-                self.channel.emit(kind, fields)
-            if verdict.reset_tracking and self.tracker is not None:
-                self._forward(self.tracker.reset(verdict.notices[0][0], frame.index, timestamp))
-            reject = verdict.reject
-        if replanned:  # after a caps_change notice, which says why the plan changed
-            self._announce_tiles()
+        new_plan = self.inference.prepare(frame)
+        reject = self._check(frame, timestamp)
+        if new_plan is not None:  # after a caps_change notice, which says why the plan changed
+            self._announce_tiles(frame, new_plan)
         if reject is not None:
             self._reject(frame, reject, timings, t0)
             return
-        detections: Detections | None
-        if network_input is None:
-            # Letterbox, model and NMS in one device call: it all counts as infer. With tiles the
-            # host builds the batch (the device path takes one whole frame).
-            t1 = t0
-            detections = self.backend.detect(frame.image, self.config.conf, self._iou)
-            t2 = t3 = self._clock()
-        else:
-            t1 = self._clock()
-            raw = (
-                self.backend.infer_images(network_input)
-                if self._batcher.images
-                else self.backend.infer(network_input)
-            )
-            t2 = self._clock()
-            suppressed = self.backend.output_suppressed
-            detections = (
-                None
-                if raw is None
-                else self._batcher.decode(raw, self.config.conf, self._iou, nms_done=suppressed)
-            )
-            t3 = self._clock()
+        t1 = self._clock()
+        detections, t2 = self.inference.detect(frame, self._clock)
+        t3 = t4 = self._clock()
         events: Any = None
-        t4 = t3
         if detections is None:
             self._health.backend_errors += 1
             self.summary.backend_errors += 1
             t3 = t4 = t2
-        else:
-            if self.tracker is not None:
-                events = self.tracker.update(detections, frame.index, timestamp)
+        elif self.tracker is not None:
+            events = self.tracker.update(detections, frame.index, timestamp)
             t4 = self._clock()
         timings.preprocess, timings.infer = (t1 - t0) / 1e6, (t2 - t1) / 1e6
         timings.postprocess, timings.track = (t3 - t2) / 1e6, (t4 - t3) / 1e6
@@ -317,23 +207,40 @@ class DetectionLoop:
             self.summary.processed += 1
             self._health.add(timings)
             if timings.latency > self.config.budget_ms:
-                suppressed = self._limiter.allow("over_budget")
-                if suppressed is not None:
-                    self.channel.emit(
-                        "over_budget",
-                        {
-                            "latency_ms": round(timings.latency, 2),
-                            "budget_ms": self.config.budget_ms,
-                            "suppressed": suppressed,
-                            "ms": timings.to_dict(),
-                        },
-                    )
+                self._over_budget(timings)
 
-    def _announce_tiles(self) -> None:
+    def _check(self, frame: Frame, timestamp: int) -> str | None:
+        """The frame's content checks (video only); returns why the frame is rejected, or None.
+
+        They look at the letterboxed copy when the path staged one: a second pass over a 720p
+        frame cost ~0.2 ms and evicted the model's data from the cache.
+        """
+        if self._sanity is None:
+            return None
+        verdict = self._sanity.check(frame, self.inference.content)
+        for kind, fields in verdict.notices:
+            self.channel.emit(kind, fields)
+        if verdict.reset_tracking and self.tracker is not None:
+            self._forward(self.tracker.reset(verdict.notices[0][0], frame.index, timestamp))
+        return verdict.reject
+
+    def _over_budget(self, timings: FrameTimings) -> None:
+        suppressed = self._limiter.allow("over_budget")
+        if suppressed is not None:
+            self.channel.emit(
+                "over_budget",
+                {
+                    "latency_ms": round(timings.latency, 2),
+                    "budget_ms": self.config.budget_ms,
+                    "suppressed": suppressed,
+                    "ms": timings.to_dict(),
+                },
+            )
+
+    def _announce_tiles(self, frame: Frame, plan: list[Tile]) -> None:
         """A ``tiles`` status line whenever the tile plan is made (first frame, new frame size)."""
-        assert self._batcher.frame_hw is not None
-        height, width = self._batcher.frame_hw
-        tiles = [tile.as_text() for tile in self._batcher.tiles]
+        height, width = frame.image.shape[:2]
+        tiles = [tile.as_text() for tile in plan]
         self.channel.emit(
             "tiles", {"mode": self.config.tiles.text(), "frame_size": f"{width}x{height}", "tiles": tiles}
         )

@@ -13,28 +13,14 @@ import logging
 import time
 from abc import ABC
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from stopsign.edge.runtime.health import FrameTimings
-from stopsign.edge.vision.detections import Detections
-from stopsign.edge.vision.frame import Frame
+from stopsign.edge.vision.result import FrameResult
 
 # One logger for every sink: the reliability docs quote its name.
 log = logging.getLogger("stopsign.edge.sinks")
 
-
-@dataclass
-class FrameResult:
-    """What the loop knows about one frame after processing it.
-
-    ``detections`` is None when the frame was rejected (``rejected`` says why) or inference failed.
-    """
-
-    frame: Frame
-    detections: Detections | None
-    timings: FrameTimings
-    rejected: str | None = None
+__all__ = ["FrameResult", "GuardedSink", "Sink"]
 
 
 class Sink(ABC):  # noqa: B024 - every hook is optional

@@ -20,9 +20,7 @@ source was down, and the first frame after the outage carries that time as ``Fra
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -31,68 +29,16 @@ from typing import Any
 
 import numpy as np
 
+from stopsign.edge.sources import gst_loader
 from stopsign.edge.sources.base import Source, SourceError, SourceOpenError, SourceOptions, StatusReport
-from stopsign.edge.sources.launch import JETSON_ELEMENTS, SINK_NAME, LaunchCandidate, full_line
+from stopsign.edge.sources.launch import SINK_NAME, LaunchCandidate, full_line
 from stopsign.edge.vision.frame import NO_TIMESTAMP, Frame
 
 log = logging.getLogger(__name__)
 
+
 _NONE_64 = (1 << 64) - 1  # GST_CLOCK_TIME_NONE and GST_BUFFER_OFFSET_NONE
 _PULL_SLICE_NS = 100_000_000  # capture thread wakes this often to notice a stop request
-
-
-class GstUnavailableError(ImportError):
-    """PyGObject or the GStreamer typelibs are missing; the message says what to install."""
-
-
-def load_gst() -> Any:
-    """Import and initialise GStreamer (``Gst`` module), or raise :class:`GstUnavailableError`."""
-    _keep_gcc_unwinder_first()  # before the Gst typelib loads libgstreamer (and libunwind)
-    try:
-        import gi
-
-        gi.require_version("Gst", "1.0")
-        gi.require_version("GstApp", "1.0")
-        from gi.repository import Gst, GstApp  # noqa: F401 - GstApp makes appsink methods callable
-    except (ImportError, ValueError) as exc:
-        raise GstUnavailableError(
-            f"GStreamer through PyGObject is not available ({exc}); install it with "
-            "`pip install 'PyGObject<3.51'` (needs apt packages libgirepository1.0-dev, "
-            "gir1.2-gstreamer-1.0, gir1.2-gst-plugins-base-1.0)"
-        ) from None
-    if not Gst.is_initialized():
-        Gst.init(None)
-    return Gst
-
-
-def _keep_gcc_unwinder_first() -> None:
-    """Put libgcc_s's ``_Unwind_*`` in the global symbol scope before GStreamer loads libunwind.
-
-    libgstreamer-1.0 (Debian/Ubuntu builds) links libunwind, whose ``_Unwind_*`` symbols then
-    interpose on libgcc_s's for C++ libraries loaded later: every C++ exception thrown by
-    onnxruntime or torch (pybind11) aborts the process instead of reaching Python. Promoting
-    libgcc_s to RTLD_GLOBAL first keeps its unwinder in front.
-    """
-    if sys.platform != "linux":
-        return
-    try:
-        ctypes.CDLL("libgcc_s.so.1", mode=ctypes.RTLD_GLOBAL)
-    except OSError as exc:  # musl or an unusual toolchain: nothing to protect
-        log.debug("libgcc_s.so.1 not loadable (%s); C++ exceptions rely on the default unwinder", exc)
-
-
-def gst_available() -> bool:
-    try:
-        load_gst()
-    except GstUnavailableError:
-        return False
-    return True
-
-
-def registered_elements(names: Sequence[str] = JETSON_ELEMENTS) -> frozenset[str]:
-    """Which of ``names`` are registered GStreamer element factories."""
-    gst = load_gst()
-    return frozenset(n for n in names if gst.ElementFactory.find(n) is not None)
 
 
 class _StartError(Exception):
@@ -152,7 +98,7 @@ class GstSource(Source):
     ) -> None:
         if not candidates:
             raise ValueError("GstSource needs at least one launch candidate")
-        self._gst = load_gst()
+        self._gst = gst_loader.load_gst()
         self.name, self.target = name, target
         self._candidates = list(candidates)
         self._candidate: LaunchCandidate = self._candidates[0]
@@ -175,6 +121,7 @@ class GstSource(Source):
         self._last_capture_ns = 0  # and its capture time
         self.live = False
         self.description = ""
+        self.decoder: str | None = None  # the video decoder element the pipeline runs, if any
 
     # --- public ------------------------------------------------------------------------------
 
@@ -221,7 +168,9 @@ class GstSource(Source):
                 continue
             self._gen, self._candidate = gen, candidate
             self.live = gen.live
-            self.description = f"{candidate.description} ({'live' if gen.live else 'ordered'})"
+            self.decoder = gst_loader.video_decoder_in(gen.pipeline)
+            decoded = f", decoder {self.decoder}" if self.decoder else ""
+            self.description = f"{candidate.description} ({'live' if gen.live else 'ordered'}{decoded})"
             self._state = "running"
             self._last_frame_ns = self._clock()
             log.info("opened %s: %s", self.name, full_line(candidate))
@@ -284,7 +233,7 @@ class GstSource(Source):
         if ret == gst.StateChangeReturn.FAILURE:
             error = self._bus_error(bus) or "state change to PAUSED failed"
             pipeline.set_state(gst.State.NULL)
-            raise _StartError(error, fatal=self._is_fatal(bus_error=error))
+            raise _StartError(error, fatal=gst_loader.is_fatal_bus_error(error))
         live = ret == gst.StateChangeReturn.NO_PREROLL if self.options.live is None else self.options.live
         # Live: one buffer, the newest; ordered: a few buffers of back-pressure, never dropped.
         sink.set_property("max-buffers", 1 if live else 4)
@@ -293,7 +242,7 @@ class GstSource(Source):
         if pipeline.set_state(gst.State.PLAYING) == gst.StateChangeReturn.FAILURE:
             error = self._bus_error(bus) or "state change to PLAYING failed"
             self._teardown(gen)
-            raise _StartError(error, fatal=self._is_fatal(bus_error=error))
+            raise _StartError(error, fatal=gst_loader.is_fatal_bus_error(error))
         if live:
             gen.thread = threading.Thread(
                 target=self._capture_loop, args=(gen,), name="edge-capture", daemon=True
@@ -306,7 +255,7 @@ class GstSource(Source):
         while time.monotonic() < deadline:
             error = self._poll_bus(gen)
             if error is not None:
-                raise _StartError(error, fatal=self._is_fatal(bus_error=error))
+                raise _StartError(error, fatal=gst_loader.is_fatal_bus_error(error))
             if gen.live:
                 with self._cond:
                     if self._slot is not None:
@@ -488,20 +437,8 @@ class GstSource(Source):
                 warning, debug = message.parse_warning()
                 log.warning("%s: GStreamer warning: %s (%s)", self.name, warning.message, debug)
             else:
-                return self._format_error(message)
+                return gst_loader.format_bus_error(message)
 
     def _bus_error(self, bus: Any) -> str | None:
         message = bus.pop_filtered(self._gst.MessageType.ERROR)
-        return self._format_error(message) if message is not None else None
-
-    @staticmethod
-    def _format_error(message: Any) -> str:
-        error, debug = message.parse_error()
-        detail = (debug or "").strip().replace("\n", " ")
-        return f"{error.message} ({detail})" if detail else str(error.message)
-
-    @staticmethod
-    def _is_fatal(bus_error: str) -> bool:
-        # A missing or forbidden device fails the same way for every caps choice.
-        markers = ("Cannot identify device", "No such file", "Permission denied", "Could not open")
-        return any(m in bus_error for m in markers)
+        return gst_loader.format_bus_error(message) if message is not None else None

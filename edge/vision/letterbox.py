@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from stopsign.edge.model.spec import RESIZE_MODES
+
 if TYPE_CHECKING:
     from stopsign.edge.model.spec import ModelSpec
-
-RESIZE_MODES = ("letterbox", "stretch")
 
 
 @dataclass(frozen=True)

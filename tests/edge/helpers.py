@@ -10,7 +10,7 @@ import pytest
 def _gi_available() -> bool:
     if importlib.util.find_spec("gi") is None:
         return False
-    from stopsign.edge.sources.gst import gst_available
+    from stopsign.edge.sources.gst_loader import gst_available
 
     return gst_available()
 

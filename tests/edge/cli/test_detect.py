@@ -20,7 +20,7 @@ from stopsign.edge.backends.onnxruntime import OnnxRuntimeBackend
 from stopsign.edge.cli.detect import SHIPPED_MODEL, main, run_detect
 from stopsign.edge.cli.detect_config import DetectConfig
 from stopsign.edge.model.spec import ModelSpec
-from stopsign.edge.runtime.loop import FatalBackendError
+from stopsign.edge.runtime.inference import FatalBackendError
 from stopsign.edge.vision.postprocess import box_iou
 from tests.edge.helpers import requires_gstreamer
 
