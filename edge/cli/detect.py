@@ -33,6 +33,9 @@ from stopsign.edge.sinks import (
     EventSink,
     FrameLogSink,
     GuardedSink,
+    MqttConfigError,
+    MqttSettings,
+    MqttSink,
     ShowSink,
     Sink,
     UdpSink,
@@ -40,7 +43,6 @@ from stopsign.edge.sinks import (
     gui_available,
     parse_host_port,
 )
-from stopsign.edge.sinks.mqtt import MqttConfigError, MqttSettings, MqttSink
 from stopsign.edge.sources.base import Source, SourceError, SourceOptions, StatusReport
 from stopsign.edge.sources.factory import make_source
 from stopsign.edge.sources.launch import HARDWARE_DECODERS, CameraOptions

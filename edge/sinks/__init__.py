@@ -16,7 +16,7 @@ from __future__ import annotations
 from stopsign.edge.sinks.base import FrameResult, GuardedSink, Sink
 from stopsign.edge.sinks.draw import annotate
 from stopsign.edge.sinks.jsonl import DetectionsSink, EventSink, FrameLogSink, JsonLinesFile
-from stopsign.edge.sinks.mqtt import MqttSink
+from stopsign.edge.sinks.mqtt import MqttConfigError, MqttSettings, MqttSink
 from stopsign.edge.sinks.udp import UdpSink, parse_host_port
 from stopsign.edge.sinks.video import VideoSink
 from stopsign.edge.sinks.window import ShowSink, gui_available
@@ -28,6 +28,8 @@ __all__ = [
     "FrameResult",
     "GuardedSink",
     "JsonLinesFile",
+    "MqttConfigError",
+    "MqttSettings",
     "MqttSink",
     "ShowSink",
     "Sink",
