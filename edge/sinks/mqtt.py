@@ -91,7 +91,7 @@ class MqttSink(Sink):
         self._worker: threading.Thread | None = None
         self._client: Any = None
         self._stop = threading.Event()
-        self.stats = {"published": 0, "acked": 0, "dropped_health": 0, "inbox_overflow": 0}
+        self.stats = {"published": 0, "acked": 0, "dropped_health": 0, "inbox_dropped_health": 0}
         self._unreported_drops = 0
         self._last_drop_report = 0.0
         self._lock = threading.Lock()  # stats, written by the worker, read by on_frame
@@ -124,12 +124,14 @@ class MqttSink(Sink):
             raise RuntimeError(
                 f"the MQTT sink's thread has stopped; records stay in {self.settings.queue_path}"
             )
-        if self._inbox.qsize() >= self._inbox_max:  # the disk stalls: count it, never wait for it
+        kind = record_kind(event)
+        if kind == "health" and self._inbox.qsize() >= self._inbox_max:
+            # The sink's thread is behind (a stalled disk): health waits for nothing and goes
+            # first; events are still taken, never dropped.
             with self._lock:
-                self.stats["inbox_overflow"] += 1
+                self.stats["inbox_dropped_health"] += 1
                 self._unreported_drops += 1
             return
-        kind = record_kind(event)
         record = {**event, "event_id": uuid.uuid4().hex}
         self._inbox.put(("record", (kind, json.dumps(record, separators=(",", ":")).encode())))
 
@@ -142,13 +144,13 @@ class MqttSink(Sink):
             self._last_drop_report = time.monotonic()
             fields = {
                 "sink": self.name,
-                "dropped_health": self.stats["dropped_health"],
+                "dropped_health": self.stats["dropped_health"] + self.stats["inbox_dropped_health"],
                 "dropped_since_last": drops,
                 "queue_records": self.queue_depth,
                 "queue_max": self.settings.queue_max,
             }
         log.warning(
-            "mqtt: queue full (%d records): dropped %d oldest health records", self.queue_depth, drops
+            "mqtt: queue full (%d records): dropped %d health records, no event", self.queue_depth, drops
         )
         if self._report is not None:
             self._report("mqtt_queue_full", fields)
