@@ -362,3 +362,54 @@ def test_edge_detect_sends_every_event_of_a_drive(
     assert sorted(map(json.dumps, delivered)) == sorted(map(json.dumps, written))
     kinds = {p["event"]: t for t, p, _ in fleet.snapshot()}
     assert kinds["stop_sign_ahead"] == "cars/car2/events" and kinds["heartbeat"] == "cars/car2/health"
+
+
+@requires_mosquitto
+def test_deploy_example_config_runs_and_its_acl_is_the_tested_one(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    """deploy/mqtt/mosquitto.conf, with this test's files and a port on 127.0.0.1, runs in the real
+    mosquitto and lets car1 publish; deploy/mqtt/acl holds the rules the other tests run."""
+    from stopsign.edge.sinks.mqtt_broker import ACL
+
+    deploy = REPO / "deploy" / "mqtt"
+
+    def rules(text: str) -> list[str]:
+        return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+    assert rules((deploy / "acl").read_text()) == rules(ACL)
+    f, port = broker.folder, free_port()
+    text = (deploy / "mosquitto.conf").read_text()
+    for old, new in [
+        ("listener 8883", f"listener {port} 127.0.0.1"),
+        ("/etc/mosquitto/certs/", f"{f}/"),
+        ("/etc/mosquitto/passwd", f"{f}/passwd"),
+        ("/etc/mosquitto/acl", str(deploy / "acl")),
+        ("/var/lib/mosquitto/", f"{tmp_path}/"),
+        (
+            "log_dest syslog",
+            f"log_dest file {tmp_path / 'mosquitto.log'}\n" + ("user root" if os.geteuid() == 0 else ""),
+        ),
+    ]:
+        assert old in text, old
+        text = text.replace(old, new)
+    (tmp_path / "mosquitto.conf").write_text(text)
+    example = LocalBroker(tmp_path, port, require_certificate=True)
+    example.start()
+    try:
+        sink = MqttSink(
+            MqttSettings(url=f"{example.url_base}/cars/car1", ca=str(f / "ca.crt"), cert=str(f / "car1.crt"),
+                         key=str(f / "car1.key"), queue_path=str(tmp_path / "q.sqlite")),
+            environ={"STOPSIGN_MQTT_USERNAME": "car1", "STOPSIGN_MQTT_PASSWORD": PASSWORDS["car1"]},
+        )  # fmt: skip
+        sink.open()
+        try:
+            sink.on_event({"event": "stop_sign_ahead", "frame": 1})
+            deadline = time.monotonic() + 5
+            while sink.stats["acked"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            sink.close()
+        assert sink.stats["acked"] == 1 and sink.queue_depth == 0, example.log_tail()
+    finally:
+        example.stop(kill=False)
