@@ -263,10 +263,10 @@ class MqttSink(Sink):
                 self._store(store, pending, acked)
                 if state.drain_until is not None and (not inflight or time.monotonic() > state.drain_until):
                     state.drain_until = None
-                if state.online and state.drain_until is None and not state.closing:
+                if state.online and state.drain_until is None:
                     self._publish_next(store, inflight, state)
                 self.queue_depth = len(store)
-            self._finish(store, inflight)
+            self._finish(store, inflight, state)
         except Exception as exc:  # the worker must say why it died; detection goes on regardless
             log.error(
                 "mqtt: sink thread failed (%s: %s); events stay queued in %s",
@@ -320,17 +320,25 @@ class MqttSink(Sink):
         with self._lock:
             self.stats["published"] += len(records)
 
-    def _finish(self, store: RecordQueue, inflight: dict[int, int]) -> None:
-        """At close: store what is left in the inbox, and wait up to 1 s for the acks of what is
-        in flight, so the next run resends less."""
+    def _finish(self, store: RecordQueue, inflight: dict[int, int], state: _WorkerState) -> None:
+        """At close: store what is left in the inbox and, while connected, send what is queued (the
+        ``stopped`` line is usually in the last batch) and wait for the acks, for up to 1 s, so
+        the next run has less to resend. Whatever is not acknowledged stays in the queue file."""
         self._stop.set()
         deadline = time.monotonic() + 1.0
-        while True:
-            items = self._take_inbox(wait_s=0.05 if inflight and self.connected.is_set() else 0.0)
+        while time.monotonic() < deadline:
+            waiting = bool(inflight) or bool(store.after(state.last_seq, 1))
+            items = self._take_inbox(wait_s=0.05 if waiting and state.online else 0.0)
+            if any(what == "disconnected" for what, _ in items):
+                state.online = False
             pending = [self._as_queued(*value) for what, value in items if what == "record"]
             acked = [inflight.pop(v) for what, v in items if what == "ack" and v in inflight]
             self._store(store, pending, acked)
-            if not items and (not inflight or not self.connected.is_set() or time.monotonic() > deadline):
+            if not inflight:
+                state.drain_until = None
+            if state.online and state.drain_until is None:
+                self._publish_next(store, inflight, state)
+            if not items and not (state.online and (inflight or store.after(state.last_seq, 1))):
                 break
         self.queue_depth = len(store)
 
