@@ -10,7 +10,7 @@ writes it to a bounded SQLite queue (:mod:`stopsign.edge.sinks.mqtt_queue`) and 
 there in order while the broker is connected. A record leaves the queue when the broker has it
 (PUBACK for events), so a broker outage or an ``edge-detect`` restart loses nothing: the queue is
 sent first when the broker is back. paho's network loop runs on a thread of its own
-(``loop_start``) and reconnects at most 1 s apart. A vanished broker never stops detection.
+(``loop_start``) and reconnects at most 0.5 s apart. A vanished broker never stops detection.
 
 TLS (``mqtts://``): ``--mqtt-ca`` (else the system's CAs), optional ``--mqtt-cert``/``--mqtt-key``.
 Plain ``mqtt://`` is for a broker on this machine; elsewhere it warns. Credentials come from

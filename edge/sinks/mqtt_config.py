@@ -134,7 +134,7 @@ class MqttSettings:
     queue_path: str = DEFAULT_QUEUE
     queue_max: int = 10_000
     client_id: str | None = None
-    reconnect_max_s: float = 1.0
+    reconnect_max_s: float = 0.5
     inflight: int = 100
 
     def check(self, environ: Mapping[str, str] = os.environ) -> tuple[MqttTarget, Credentials | None]:
