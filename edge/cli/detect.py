@@ -23,26 +23,13 @@ from typing import Any
 
 from stopsign.edge.backends.base import Backend, BackendError, BackendOptions, resolve_model
 from stopsign.edge.cli.detect_config import ConfigError, DetectConfig, build_config, load_yaml_config
+from stopsign.edge.cli.outputs import add_output_arguments, check_outputs, make_sinks
 from stopsign.edge.model.spec import ModelSpec, ModelSpecError
 from stopsign.edge.runtime.events import EventChannel
 from stopsign.edge.runtime.inference import BackendSupervisor, FatalBackendError
 from stopsign.edge.runtime.loop import DetectionLoop, LoopConfig, TrackerLike
 from stopsign.edge.runtime.sdnotify import SdNotifier
-from stopsign.edge.sinks import (
-    DetectionsSink,
-    EventSink,
-    FrameLogSink,
-    GuardedSink,
-    MqttConfigError,
-    MqttSettings,
-    MqttSink,
-    ShowSink,
-    Sink,
-    UdpSink,
-    VideoSink,
-    gui_available,
-    parse_host_port,
-)
+from stopsign.edge.sinks import GuardedSink
 from stopsign.edge.sources.base import Source, SourceError, SourceOptions, StatusReport
 from stopsign.edge.sources.factory import make_source
 from stopsign.edge.sources.launch import HARDWARE_DECODERS, CameraOptions
@@ -148,32 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     trk.add_argument("--speed-kmh", type=float, help="vehicle speed for time-to-sign (default: none)")
 
     out = p.add_argument_group("outputs")
-    out.add_argument("--detections", help="per-frame (or per-image) detections, JSON lines")
-    out.add_argument("--events", help="events and status, JSON lines (default: stdout '-')")
-    out.add_argument("--events-max-bytes", type=int, help="rotate the events file past this size")
-    out.add_argument("--log-frames", help="per-frame records with stage timings, JSON lines")
-    out.add_argument("--log-max-bytes", type=int, help="rotate the frame log past this size")
-    out.add_argument("--save", help="annotated video (.mp4)")
-    out.add_argument("--show", action="store_true", default=None, help="show annotated frames in a window")
-    out.add_argument("--udp", help="send events and detections as JSON datagrams to host:port")
-    out.add_argument(
-        "--mqtt",
-        help="events (QoS 1) and health (QoS 0) to a broker: mqtts://HOST:PORT/PREFIX (mqtt:// for this "
-        "machine); credentials from --mqtt-credentials or $STOPSIGN_MQTT_USERNAME/PASSWORD",
-    )
-    out.add_argument("--mqtt-ca", help="CA certificate (PEM) the broker's certificate must chain to")
-    out.add_argument("--mqtt-cert", help="client certificate (PEM), where the broker asks for one")
-    out.add_argument("--mqtt-key", help="the client certificate's private key (PEM)")
-    out.add_argument("--mqtt-credentials", help="file of username=... and password=... lines (chmod 600)")
-    out.add_argument(
-        "--mqtt-queue",
-        help="store and forward queue, SQLite (default ~/.cache/stopsign-edge/mqtt-queue.sqlite)",
-    )
-    out.add_argument(
-        "--mqtt-queue-max",
-        type=int,
-        help="queue bound in records; health goes first, never events (default 10000)",
-    )
+    add_output_arguments(out)
     p.add_argument("--config", help="YAML file of settings (flags override it)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -206,38 +168,6 @@ def load_backend(config: DetectConfig) -> tuple[Backend, ModelSpec]:
     if config.img is not None and (config.img, config.img) != tuple(spec.input_size):
         raise BackendError(f"--img {config.img} does not match {path}'s input size {list(spec.input_size)}")
     return backend, spec
-
-
-def mqtt_settings(config: DetectConfig) -> MqttSettings:
-    return MqttSettings(
-        url=str(config.mqtt),
-        ca=config.mqtt_ca,
-        cert=config.mqtt_cert,
-        key=config.mqtt_key,
-        credentials=config.mqtt_credentials,
-        queue_path=config.mqtt_queue,
-        queue_max=config.mqtt_queue_max,
-    )
-
-
-def make_sinks(
-    config: DetectConfig, spec: ModelSpec, source: Source, report: StatusReport | None = None
-) -> list[Sink]:
-    names = spec.class_names
-    sinks: list[Sink] = [EventSink(config.events, config.events_max_bytes)]
-    if config.detections:
-        sinks.append(DetectionsSink(config.detections, names))
-    if config.log_frames:
-        sinks.append(FrameLogSink(config.log_frames, config.log_max_bytes))
-    if config.save:
-        sinks.append(VideoSink(config.save, lambda: source.fps, names))
-    if config.show:
-        sinks.append(ShowSink(names))
-    if config.udp:
-        sinks.append(UdpSink(config.udp, names))
-    if config.mqtt:
-        sinks.append(MqttSink(mqtt_settings(config), report=report))
-    return sinks
 
 
 def principal_point(config: DetectConfig) -> tuple[float, float] | None:
@@ -295,22 +225,9 @@ def decoder_choice(source: Source) -> str | None:
 
 
 def preflight(config: DetectConfig) -> None:
-    """Errors a user should see before anything opens (bad URI, --show without GUI, bad --udp or --mqtt)."""
+    """Errors a user should see before anything opens (bad URI, --show without GUI, bad --udp or --can)."""
     parse_source_uri(config.uri)
-    if config.udp:
-        try:
-            parse_host_port(config.udp)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-    if config.mqtt:
-        try:
-            mqtt_settings(config).check()
-        except MqttConfigError as exc:
-            raise ConfigError(str(exc)) from None
-    elif any((config.mqtt_ca, config.mqtt_cert, config.mqtt_key, config.mqtt_credentials)):
-        raise ConfigError("--mqtt-ca/--mqtt-cert/--mqtt-key/--mqtt-credentials need --mqtt URL")
-    if config.show and not gui_available():
-        raise ConfigError("--show needs OpenCV with a GUI: pip install opencv-python (not -headless)")
+    check_outputs(config)
 
 
 def run_detect(

@@ -4,9 +4,12 @@
   contains a failing output and retries it;
 - ``jsonl``: detections, events and the per-frame stage log as JSON lines;
 - ``draw``: the overlay drawn by the outputs that show pictures;
-- ``video``: the annotated video file; ``window``: a desktop window; ``udp``: JSON datagrams;
-- ``mqtt``: events and health to a broker over TLS through an on-disk queue (``mqtt_config``: its
-  settings; ``mqtt_queue``: the SQLite queue; ``mqtt_broker``: a local mosquitto for tests and benches).
+- ``video``: the annotated video file; ``window``: a desktop window; ``udp``: JSON datagrams.
+- ``can`` (with ``can_dbc`` and ``can_status``): CAN frames defined by a DBC; python-can and
+  cantools are an extra, so it is imported by the CLI only for ``--can``, never from here.
+- ``mqtt`` (with ``mqtt_config``, ``mqtt_queue``; ``mqtt_broker``: a local mosquitto for the tests
+  and benches): events and health to a broker over TLS through an on-disk queue; paho-mqtt is an
+  extra, so it too is imported by the CLI only for ``--mqtt``.
 
 Sinks never import backends (a contract CI checks): they see frames, results and events only.
 """
@@ -16,7 +19,6 @@ from __future__ import annotations
 from stopsign.edge.sinks.base import FrameResult, GuardedSink, Sink
 from stopsign.edge.sinks.draw import annotate
 from stopsign.edge.sinks.jsonl import DetectionsSink, EventSink, FrameLogSink, JsonLinesFile
-from stopsign.edge.sinks.mqtt import MqttConfigError, MqttSettings, MqttSink
 from stopsign.edge.sinks.udp import UdpSink, parse_host_port
 from stopsign.edge.sinks.video import VideoSink
 from stopsign.edge.sinks.window import ShowSink, gui_available
@@ -28,9 +30,6 @@ __all__ = [
     "FrameResult",
     "GuardedSink",
     "JsonLinesFile",
-    "MqttConfigError",
-    "MqttSettings",
-    "MqttSink",
     "ShowSink",
     "Sink",
     "UdpSink",
