@@ -158,6 +158,87 @@ def torn_drive(scratch: Path) -> list[str]:
     return _detect("--source", f"drive://{drive}")
 
 
+def _bag(
+    scratch: Path, name: str, frames: int = 8, raw: bool = False, damage: Callable | None = None
+) -> Path:
+    """A rosbag2 MCAP of the sample drive's first frames, written by rosbags' own writer (not the
+    project's), on ``/camera/image_raw`` (bgr8) or ``/camera/image_raw/compressed`` (JPEG).
+    ``damage(i, msg)`` may change message i before it is written."""
+    import cv2
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    t = store.types
+    capture = cv2.VideoCapture(str(VIDEO))
+    path = scratch / name
+    kind = "sensor_msgs/msg/Image" if raw else "sensor_msgs/msg/CompressedImage"
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        topic = "/camera/image_raw" if raw else "/camera/image_raw/compressed"
+        connection = writer.add_connection(topic, kind, typestore=store)
+        for i in range(frames):
+            ok, image = capture.read()
+            assert ok, VIDEO
+            stamp = 1_700_000_000_000_000_000 + i * 66_666_667
+            sec, nanosec = divmod(stamp, 1_000_000_000)
+            header = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
+                                             frame_id="camera")  # fmt: skip
+            if raw:
+                msg = t[kind](header=header, height=image.shape[0], width=image.shape[1], encoding="bgr8",
+                              is_bigendian=0, step=image.shape[1] * 3, data=image.reshape(-1))  # fmt: skip
+            else:
+                msg = t[kind](header=header, format="jpeg", data=cv2.imencode(".jpg", image)[1].reshape(-1))
+            if damage is not None:
+                damage(i, msg)
+            writer.write(connection, stamp, store.serialize_cdr(msg, kind))
+    capture.release()
+    return path
+
+
+def bag_truncated(scratch: Path) -> list[str]:
+    whole = _bag(scratch, "whole")
+    data = (whole / "whole.mcap").read_bytes()
+    (scratch / "cut.mcap").write_bytes(data[: len(data) * 2 // 3])
+    return _detect("--source", str(scratch / "cut.mcap"))
+
+
+def bag_garbage(scratch: Path) -> list[str]:
+    (scratch / "random.mcap").write_bytes(os.urandom(50_000))
+    return _detect("--source", str(scratch / "random.mcap"))
+
+
+def bag_empty(scratch: Path) -> list[str]:
+    return _detect("--source", f"bag://{_bag(scratch, 'empty', frames=0)}")
+
+
+def bag_missing_topic(scratch: Path) -> list[str]:
+    return _detect("--source", f"bag://{_bag(scratch, 'run')}?topic=/front/image_raw")
+
+
+def bag_unknown_encoding(scratch: Path) -> list[str]:
+    def depth_image(i: int, msg: object) -> None:
+        if i == 3:
+            msg.encoding = "16UC1"  # type: ignore[attr-defined]
+
+    return _detect("--source", f"bag://{_bag(scratch, 'run', raw=True, damage=depth_image)}")
+
+
+def bag_undecodable_image(scratch: Path) -> list[str]:
+    def garbage(i: int, msg: object) -> None:
+        if i == 3:
+            msg.data = msg.data[: len(msg.data) // 20]  # type: ignore[attr-defined]
+
+    return _detect("--source", f"bag://{_bag(scratch, 'run', damage=garbage)}")
+
+
+def bag_out_of_order(scratch: Path) -> list[str]:
+    def step_back(i: int, msg: object) -> None:
+        if i == 4:
+            msg.header.stamp.sec -= 1  # type: ignore[attr-defined]
+
+    return _detect("--source", f"bag://{_bag(scratch, 'run', damage=step_back)}")
+
+
 def detections_full_disk(scratch: Path) -> list[str]:
     return _detect("--source", str(VIDEO), "--detections", "/dev/full")
 
@@ -271,6 +352,19 @@ CASES = (
          ("user.dbc", "StopSignEvent has no signal TrackId", "DetectorStatus has no signal Fps")),
     Case("can_missing_interface", "--can socketcan:can9 (no such interface)", can_missing_interface, 0,
          ("cannot open socketcan:can9", "detection goes on", '"sink_error"')),
+    Case("bag_truncated", "ROS 2 bag (.mcap) cut to 2/3 (recorder killed)", bag_truncated, 1,
+         ("cut.mcap: not a readable ROS bag", "cut short", "mcap recover")),
+    Case("bag_garbage", "random bytes named .mcap", bag_garbage, 1, ("random.mcap: not a readable ROS bag",)),
+    Case("bag_empty", "rosbag2 with its image topic but no messages", bag_empty, 1,
+         ("empty: no messages on /camera/image_raw/compressed",)),
+    Case("bag_missing_topic", "bag://...?topic= a topic the bag lacks", bag_missing_topic, 1,
+         ("no topic /front/image_raw", "image topics: ['/camera/image_raw/compressed']")),
+    Case("bag_unknown_encoding", "bag: one Image in encoding 16UC1 (depth)", bag_unknown_encoding, 0,
+         ("frame_rejected", "/camera/image_raw at stamp 1700000000200000001: unknown encoding '16UC1'")),
+    Case("bag_undecodable_image", "bag: one CompressedImage cut to 5% of its JPEG", bag_undecodable_image, 0,
+         ("frame_rejected", "/camera/image_raw/compressed at stamp 1700000000200000001", "do not decode")),
+    Case("bag_out_of_order", "bag: a header stamp 1 s before the previous frame's", bag_out_of_order, 0,
+         ("frame_rejected", "at stamp 1699999999266666668: stamp not after the previous")),
 )  # fmt: skip
 
 
@@ -307,7 +401,8 @@ def run_case(case: Case, timeout_s: float = 120) -> dict:
         seen = [
             line for line in done.stderr.splitlines() if line.strip() and not any(n in line for n in NOISE)
         ]
-        seen += [line for line in done.stdout.splitlines() if '"sink_error"' in line][:1]
+        for kind in ('"sink_error"', '"frame_rejected"', '"source_error"'):
+            seen += [line for line in done.stdout.splitlines() if kind in line][:1]
         text = "\n".join(seen).replace(str(scratch), "{scratch}")
     return {"case": case.name, "what": case.what, "code": done.returncode, "seen": text}
 

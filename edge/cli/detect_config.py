@@ -64,6 +64,9 @@ class DetectConfig:
     can: str | None = None
     can_dbc: str | None = None
     can_status_hz: float = 10.0
+    # A ROS 2 bag of detections, annotations, events (and frames: every | events | none).
+    bag_out: str | None = None
+    bag_frames: str = "none"
     health: bool = True
     max_backend_failures: int = 3
     reject_identical: bool = True
@@ -136,6 +139,10 @@ class DetectConfig:
         enter, stay = self.enter_threshold, self.stay_threshold
         if enter is not None and stay is not None and stay > enter:
             fail("stay_threshold", f"must not exceed enter_threshold {self.enter_threshold}")
+        if self.bag_frames not in ("every", "events", "none"):
+            fail("bag_frames", "must be every, events or none")
+        if self.bag_frames != "none" and not self.bag_out:
+            fail("bag_frames", "needs --bag-out")
         if self.img is not None and self.img <= 0:
             fail("img", "must be > 0")
         try:

@@ -1,8 +1,8 @@
 """``edge-detect``'s outputs: their flags, their checks before anything opens, and the sinks they make.
 
 Every output is a module of ``stopsign.edge.sinks``; an output whose library is an extra (python-can
-and cantools for ``--can``, paho-mqtt for ``--mqtt``) is imported only when asked for, so the
-runtime needs none of them.
+and cantools for ``--can``, paho-mqtt for ``--mqtt``, rosbags for ``--bag-out``) is imported only
+when asked for, so the runtime needs none of them.
 """
 
 from __future__ import annotations
@@ -65,6 +65,16 @@ def add_output_arguments(group: argparse._ArgumentGroup) -> None:
         type=int,
         help="queue bound in records; health goes first, never events (default 10000)",
     )
+    group.add_argument(
+        "--bag-out",
+        help="ROS 2 bag of detections (vision_msgs), Foxglove annotations and events: OUT.mcap, or a "
+        "rosbag2 folder (needs the 'ros' extra; docs/ros2.md)",
+    )
+    group.add_argument(
+        "--bag-frames",
+        choices=["every", "events", "none"],
+        help="input frames (JPEG) in --bag-out (default none)",
+    )
 
 
 def check_outputs(config: DetectConfig) -> None:
@@ -81,6 +91,8 @@ def check_outputs(config: DetectConfig) -> None:
         check_mqtt(config)
     elif any((config.mqtt_ca, config.mqtt_cert, config.mqtt_key, config.mqtt_credentials)):
         raise ConfigError("--mqtt-ca/--mqtt-cert/--mqtt-key/--mqtt-credentials need --mqtt URL")
+    if config.bag_out and Path(config.bag_out).exists():
+        raise ConfigError(f"--bag-out {config.bag_out}: exists already; a bag is never overwritten")
     if config.show and not gui_available():
         raise ConfigError("--show needs OpenCV with a GUI: pip install opencv-python (not -headless)")
 
@@ -106,6 +118,10 @@ def make_sinks(
         from stopsign.edge.sinks.mqtt import MqttSink
 
         sinks.append(MqttSink(mqtt_settings(config), report=report))
+    if config.bag_out:
+        from stopsign.edge.sinks.bag import BagSink, BagSinkConfig  # rosbags is an extra: only when asked
+
+        sinks.append(BagSink(BagSinkConfig(config.bag_out, config.bag_frames), names))
     return sinks
 
 

@@ -10,6 +10,8 @@
 - ``mqtt`` (with ``mqtt_config``, ``mqtt_queue``; ``mqtt_broker``: a local mosquitto for the tests
   and benches): events and health to a broker over TLS through an on-disk queue; paho-mqtt is an
   extra, so it too is imported by the CLI only for ``--mqtt``.
+- ``bag``: a ROS 2 bag (MCAP) of detections, Foxglove annotations and events; rosbags is an
+  extra, so it is imported by the CLI only for ``--bag-out``, never from here.
 
 Sinks never import backends (a contract CI checks): they see frames, results and events only.
 """
