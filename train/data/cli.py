@@ -91,7 +91,7 @@ def _cmd_far_drives(args: argparse.Namespace) -> int:
     if not (0 < args.end_m < args.start_m) or args.speed_kmh <= 0 or args.fps <= 0:
         raise DatasetError("need 0 < --end-m < --start-m, --speed-kmh > 0 and --fps > 0")
     options = ApproachOptions(args.start_m, args.end_m, args.speed_kmh, args.fps)
-    for folder in far_drives_from_dataset(args.real, args.out, args.n, args.seed, options):
+    for folder in far_drives_from_dataset(args.real, args.out, args.n, args.seed, options, args.part):
         print(f"wrote {folder}")
     return 0
 
@@ -233,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed-kmh", type=float, default=50.0)
     p.add_argument("--fps", type=float, default=15.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--part",
+        choices=["val", "train"],
+        default="val",
+        help="background frames: val (default; the far-sign validation share) or train (drives to mine "
+        "and train on: never the frames of far-signs --part val)",
+    )
     p.set_defaults(func=_cmd_far_drives)
 
     p = sub.add_parser("stats", help="counts per source/role/split, box sizes")
