@@ -64,12 +64,14 @@ def write_contact_sheet(
         for p in candidate.proposals:
             x1, y1, x2, y2 = (round(v) for v in p.xyxy)
             cv2.rectangle(image, (x1, y1), (x2, y2), COLOURS.get(p.origin, (0, 0, 255)), 2)
-        scale = tile / max(image.shape[:2])
+        scale = min(tile / image.shape[1], (tile * 9 // 16) / image.shape[0])  # fit a 16:9 cell
         small = cv2.resize(image, (int(image.shape[1] * scale), int(image.shape[0] * scale)))
-        canvas = np.zeros((tile + 28, tile, 3), np.uint8)
+        canvas = np.zeros((tile * 9 // 16 + 28, tile, 3), np.uint8)
         canvas[: small.shape[0], : small.shape[1]] = small
         caption = f"{candidate.drive[:18]} #{candidate.index} {','.join(candidate.reason_names)}"
-        cv2.putText(canvas, caption[:52], (3, tile + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 255), 1)
+        cv2.putText(
+            canvas, caption[:52], (3, tile * 9 // 16 + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 255), 1
+        )
         tiles.append(canvas)
     rows = []
     for start in range(0, len(tiles), cols):

@@ -104,6 +104,25 @@ def read_drive_labels(folder: Path) -> dict[int, list[list[float]]] | None:
     return out
 
 
+def read_meta(uri: str) -> dict:
+    """A drive folder's ``meta.json`` ({} for other sources, or a drive without one)."""
+    folder = _drive_folder(uri)
+    if folder is None or not (folder / "meta.json").is_file():
+        return {}
+    try:
+        return json.loads((folder / "meta.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{folder / 'meta.json'}: not JSON ({exc})") from None
+
+
+def principal_point(meta: dict) -> tuple[float, float] | None:
+    """The camera's (cx, cy) from a drive's meta, for the tile band (as ``edge-detect``); None if unknown."""
+    intrinsics = CameraIntrinsics.from_meta(meta) if meta else None
+    if intrinsics is None or intrinsics.cx is None or intrinsics.cy is None:
+        return None
+    return float(intrinsics.cx), float(intrinsics.cy)
+
+
 def iterate_frames(uri: str) -> Iterator[Frame]:
     """Every frame of ``uri`` in order (replay mode: nothing dropped); raises SourceError."""
     source = make_source(uri, SourceOptions(live=False), lambda *_: None)
@@ -169,16 +188,10 @@ def scan_source(
     on_frame: Callable[[Frame], None] | None = None,
 ) -> SourceScan:
     """Detector (+ tiles, + an optional second model) and tracker over every frame of ``uri``."""
-    kind = parse_source_uri(uri).kind
-    still = kind == "images"
+    still = parse_source_uri(uri).kind == "images"
     folder = _drive_folder(uri)
-    meta: dict = {}
-    if folder is not None and (folder / "meta.json").is_file():
-        meta = json.loads((folder / "meta.json").read_text())
-    intrinsics = CameraIntrinsics.from_meta(meta) if meta else None
-    centre = None
-    if intrinsics is not None and intrinsics.cx is not None and intrinsics.cy is not None:
-        centre = (float(intrinsics.cx), float(intrinsics.cy))
+    meta = read_meta(uri)
+    centre = principal_point(meta)
     detect = FrameDetector(main, tiles, still, centre, conf)
     compare = FrameDetector(second, tiles, still, centre, conf) if second is not None else None
     tracker = None if still else Tracker(tracker_config_for(main.spec, meta, None))

@@ -56,8 +56,8 @@ def test_backfill_snaps_to_weak_detections():
     assert proposals[29][0].origin == "backfill"
 
 
-def test_backfill_stops_below_min_size_and_at_the_frame_edge():
-    truth, frames = _scan(40)
+def test_backfill_stops_below_min_size():
+    _truth, frames = _scan(40)
     proposals = backfill(frames, (1280, 720), BackfillConfig(min_size_px=14.0))
     widths = {p: ps[0].xyxy[2] - ps[0].xyxy[0] for p, ps in proposals.items()}
     assert min(widths.values()) >= 14.0

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from stopsign.train.data.mine.signals import SignalConfig, collect, disagreement, false_events, flicker, uncertain
+from stopsign.train.data.mine.signals import (
+    SignalConfig,
+    collect,
+    disagreement,
+    false_events,
+    flicker,
+    uncertain,
+)
 from tests.train.data.mine.helpers import frame, seen
 
 CONFIG = SignalConfig(threshold=0.5, band=0.2, proposal_threshold=0.4)
