@@ -1,0 +1,133 @@
+"""``edge-data mine`` end to end on small made-up drives with the shipped model: a sharded run
+merged equals a single run, and the task folder holds what the labelling tools need."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from stopsign.train.data.cli import main as edge_data
+from stopsign.train.data.far_drives import ApproachOptions, build_far_approach
+from stopsign.train.data.layout import DatasetError
+from stopsign.train.data.mine.pipeline import parse_shard, shard_sources
+
+SHIPPED = Path(__file__).resolve().parents[4] / "edge" / "assets" / "stopsign.onnx"
+pytestmark = pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped model is not in this checkout")
+
+
+@pytest.fixture(scope="module")
+def drives(tmp_path_factory) -> list[Path]:
+    """Three 11-frame approaches (40 -> 10 m at 5 fps) to a composited sign on made-up road frames."""
+    root = tmp_path_factory.mktemp("drives")
+    out = []
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        sky = np.linspace(200, 120, 180)[:, None, None] * np.ones((1, 640, 3))
+        road = np.linspace(90, 60, 180)[:, None, None] * np.ones((1, 640, 3))
+        frame = np.concatenate([sky, road]).astype(np.uint8)
+        frame = cv2.add(frame, rng.integers(0, 20, frame.shape, dtype=np.uint8))
+        folder = root / f"drive_{seed}"
+        options = ApproachOptions(start_m=40.0, end_m=10.0, speed_kmh=50.0, fps=5.0)
+        build_far_approach(frame, folder, {"made_up": "test"}, options, seed)
+        out.append(folder)
+    return out
+
+
+def _mined(task: Path) -> list[dict]:
+    return [json.loads(line) for line in (task / "mined.jsonl").read_text().splitlines()]
+
+
+def test_shards_merged_equal_a_single_run(drives, tmp_path):
+    sources = [str(d) for d in drives]
+    common = ["--budget", "10", "--threads", "1", "--no-progress"]
+    assert edge_data(["mine", *sources, "--out", str(tmp_path / "single"), *common]) == 0
+    for i in range(2):
+        assert (
+            edge_data(["mine", *sources, "--shard", f"{i}/2", "--out", str(tmp_path / f"s{i}"), *common]) == 0
+        )
+    shards = [str(tmp_path / "s0"), str(tmp_path / "s1")]
+    assert (
+        edge_data(
+            ["mine-merge", *shards, "--out", str(tmp_path / "merged"), "--budget", "10", "--no-progress"]
+        )
+        == 0
+    )
+    single, merged = _mined(tmp_path / "single"), _mined(tmp_path / "merged")
+    assert single == merged
+    assert 0 < len(single) <= 10
+    for record in single:
+        assert record["reasons"] and record["source"] in sources
+        assert (tmp_path / "single" / record["image"]).is_file()
+    task = tmp_path / "single"
+    for name in ("summary.md", "contact_sheet.png", "cvat_coco_1.0.zip", "label_studio/tasks.json"):
+        assert (task / name).is_file(), name
+    coco = json.loads((task / "cvat/annotations/instances_default.json").read_text())
+    assert len(coco["images"]) == len(single)
+    assert "| reason | candidates | chosen |" in (task / "summary.md").read_text()
+
+
+def test_the_sign_is_backfilled_or_found(drives, tmp_path):
+    """The composited sign is proposed on most chosen frames (backfill or the detector with tiles)."""
+    assert (
+        edge_data(
+            [
+                "mine",
+                str(drives[0]),
+                "--out",
+                str(tmp_path / "t"),
+                "--budget",
+                "20",
+                "--threads",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    labels = {
+        json.loads(x)["index"]: json.loads(x)["boxes"]
+        for x in (drives[0] / "labels.jsonl").read_text().splitlines()
+    }
+    mined = _mined(tmp_path / "t")
+    assert mined
+    proposed = [r for r in mined if r["proposals"]]
+    assert len(proposed) >= len(mined) // 2
+    for record in proposed:
+        assert labels[record["index"]], "a proposal on a frame without the sign"
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("0/1", True),
+        ("3/4", True),
+        ("4/4", False),
+        ("-1/2", False),
+        ("a/b", False),
+        ("2", False),
+        ("0/0", False),
+    ],
+)
+def test_parse_shard(text, ok):
+    if ok:
+        assert parse_shard(text) == tuple(int(v) for v in text.split("/"))
+    else:
+        with pytest.raises(DatasetError, match="--shard"):
+            parse_shard(text)
+
+
+def test_shards_partition_the_sources():
+    sources = [f"d{i}" for i in range(7)] + ["d3"]
+    parts = [shard_sources(sources, i, 3) for i in range(3)]
+    assert sorted(s for part in parts for s in part) == sorted(set(sources))
+
+
+def test_bad_sources_are_clear_errors(tmp_path, capsys):
+    assert edge_data(["mine", str(tmp_path / "nope"), "--out", str(tmp_path / "t")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert edge_data(["mine", str(tmp_path), "--out", str(tmp_path / "t"), "--shard", "5/2"]) == 2
+    assert "--shard" in capsys.readouterr().err
