@@ -3,10 +3,14 @@ by the real tracker on synthetic detections."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 
 from stopsign.edge.tracking import Tracker, TrackerConfig
 from stopsign.edge.vision.detections import Detections
+from stopsign.train.data.far_drives import ApproachOptions, build_far_approach
 from stopsign.train.data.mine.records import FrameRecord, TrackSeen
 
 FPS = 15.0
@@ -65,3 +69,20 @@ def _iou(a, b) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+def made_up_drives(root: Path, count: int = 3) -> list[Path]:
+    """``count`` 11-frame drive folders: approaches (40 -> 10 m at 5 fps) to a composited sign on
+    made-up 640x360 road frames (sky and road gradients with noise)."""
+    out = []
+    for seed in range(count):
+        rng = np.random.default_rng(seed)
+        sky = np.linspace(200, 120, 180)[:, None, None] * np.ones((1, 640, 3))
+        road = np.linspace(90, 60, 180)[:, None, None] * np.ones((1, 640, 3))
+        image = np.concatenate([sky, road]).astype(np.uint8)
+        image = cv2.add(image, rng.integers(0, 20, image.shape, dtype=np.uint8))
+        folder = root / f"drive_{seed}"
+        options = ApproachOptions(start_m=40.0, end_m=10.0, speed_kmh=50.0, fps=5.0)
+        build_far_approach(image, folder, {"made_up": "test"}, options, seed)
+        out.append(folder)
+    return out

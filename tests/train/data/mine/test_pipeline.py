@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 from stopsign.train.data.cli import main as edge_data
-from stopsign.train.data.far_drives import ApproachOptions, build_far_approach
 from stopsign.train.data.layout import DatasetError
 from stopsign.train.data.mine.pipeline import parse_shard, shard_sources
+from tests.train.data.mine.helpers import made_up_drives
 
 SHIPPED = Path(__file__).resolve().parents[4] / "edge" / "assets" / "stopsign.onnx"
 pytestmark = pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped model is not in this checkout")
@@ -21,20 +19,7 @@ pytestmark = pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped model
 
 @pytest.fixture(scope="module")
 def drives(tmp_path_factory) -> list[Path]:
-    """Three 11-frame approaches (40 -> 10 m at 5 fps) to a composited sign on made-up road frames."""
-    root = tmp_path_factory.mktemp("drives")
-    out = []
-    for seed in range(3):
-        rng = np.random.default_rng(seed)
-        sky = np.linspace(200, 120, 180)[:, None, None] * np.ones((1, 640, 3))
-        road = np.linspace(90, 60, 180)[:, None, None] * np.ones((1, 640, 3))
-        frame = np.concatenate([sky, road]).astype(np.uint8)
-        frame = cv2.add(frame, rng.integers(0, 20, frame.shape, dtype=np.uint8))
-        folder = root / f"drive_{seed}"
-        options = ApproachOptions(start_m=40.0, end_m=10.0, speed_kmh=50.0, fps=5.0)
-        build_far_approach(frame, folder, {"made_up": "test"}, options, seed)
-        out.append(folder)
-    return out
+    return made_up_drives(tmp_path_factory.mktemp("drives"))
 
 
 def _mined(task: Path) -> list[dict]:
