@@ -28,8 +28,13 @@ THREADS=${THREADS:-2}
 [ -d "$out/drives" ] || "$bin/edge-data" far-drives "$real" --out "$out/drives" --n "$DRIVES" --start-m 100 \
   --part train --seed 5
 # 2. The two arms, labelled by the same detector with tiles (proposals at 0.8 x the operating threshold).
-[ -f "$out/mined/mined.jsonl" ] || "$bin/edge-data" mine "$out"/drives/* --budget "$N" --out "$out/mined" \
-  --threads "$THREADS" --no-progress
+#    `edge-data mine` is shard 0/1 + the merge; run as the two steps so the merge can be redone alone.
+#    A dedup window of 0.2 s instead of 1 s: each drive is one photo slowly zoomed, so its frames
+#    hash alike for its whole length (a real drive's scene changes within a second).
+[ -f "$out/mined/shards/0/candidates.jsonl" ] || "$bin/edge-data" mine "$out"/drives/* --shard 0/1 \
+  --out "$out/mined/shards/0" --threads "$THREADS" --no-progress
+[ -f "$out/mined/mined.jsonl" ] || "$bin/edge-data" mine-merge "$out/mined/shards/0" --budget "$N" \
+  --dedup-window 0.2 --out "$out/mined" --no-progress
 [ -f "$out/random/mined.jsonl" ] || "$bin/python" "$here/random_frames.py" "$out"/drives/* --n "$N" --seed 0 \
   --out "$out/random" --threads "$THREADS"
 # 3. Proposals as labels, unreviewed (the CVAT COCO 1.0 export imported as if it came back from CVAT).

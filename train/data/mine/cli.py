@@ -33,6 +33,7 @@ def add_mine_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, help="operating threshold (default: the model's)")
     p.add_argument("--band", type=float, default=0.2, help="uncertainty half-width around it (default 0.2)")
     p.add_argument("--conf", type=float, default=0.05, help="lowest score kept from the model (default 0.05)")
+    _add_diversity(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_mine)
 
@@ -42,8 +43,23 @@ def add_mine_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("shards", nargs="+", type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--budget", type=int, default=300)
+    _add_diversity(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_merge)
+
+
+def _add_diversity(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dedup-bits", type=int, default=6, help="same drive: hash bits that still duplicate (6)")
+    p.add_argument("--dedup-window", type=float, default=1.0, help="same drive: within these seconds (1.0)")
+    p.add_argument("--dedup-cross-bits", type=int, default=2, help="different drives: hash bits (2)")
+
+
+def _diversity(args: argparse.Namespace):
+    from stopsign.train.data.mine.diversity import DiversityConfig
+
+    if args.dedup_bits < 0 or args.dedup_window < 0 or args.dedup_cross_bits < 0:
+        raise DatasetError("--dedup-bits, --dedup-window and --dedup-cross-bits must be >= 0")
+    return DiversityConfig(args.dedup_bits, args.dedup_window, args.dedup_cross_bits)
 
 
 def _load(model: Path | None, backend: str, threads: int):
@@ -111,7 +127,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
 def cmd_merge(args: argparse.Namespace) -> int:
     from stopsign.train.data.mine.pipeline import merge_shards
 
-    chosen = merge_shards(args.shards, args.out, args.budget, progress=not args.no_progress)
+    chosen = merge_shards(args.shards, args.out, args.budget, _diversity(args), progress=not args.no_progress)
     print((args.out / "summary.md").read_text())
     print(f"{len(chosen)} frames -> {args.out}", file=sys.stderr)
     return 0

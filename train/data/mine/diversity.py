@@ -2,7 +2,7 @@
 
 Near-duplicates are found with a 64-bit difference hash of the whole frame (:func:`.scan.dhash`):
 two frames of the same drive within ``window_s`` whose hashes differ in at most ``same_drive_bits``
-bits, or two frames of any drives within ``any_bits`` bits (the same scene recorded twice). The
+bits, or two frames of different drives within ``any_bits`` bits (the same scene recorded twice). The
 budget is dealt round-robin over the drives (sorted by name), each drive giving its
 highest-priority frame that is no duplicate of one already chosen, so one long drive cannot take
 it all. The result depends only on the candidates, never on how they were sharded.
@@ -19,7 +19,7 @@ from stopsign.train.data.mine.records import Candidate
 @dataclass(frozen=True)
 class DiversityConfig:
     """Duplicate rules: ``same_drive_bits`` within ``window_s`` seconds on one drive, ``any_bits``
-    anywhere."""
+    between drives."""
 
     same_drive_bits: int = 6
     window_s: float = 1.0
@@ -33,10 +33,13 @@ def hamming(a: int, b: int) -> int:
 def is_duplicate(candidate: Candidate, chosen: list[Candidate], config: DiversityConfig) -> bool:
     for other in chosen:
         bits = hamming(candidate.dhash, other.dhash)
-        if bits <= config.any_bits:
-            return True
-        near_in_time = abs(other.stamp_ns - candidate.stamp_ns) / 1e9 < config.window_s
-        if other.drive == candidate.drive and bits <= config.same_drive_bits and near_in_time:
+        if other.drive != candidate.drive:
+            if bits <= config.any_bits:
+                return True
+        elif (
+            bits <= config.same_drive_bits
+            and abs(other.stamp_ns - candidate.stamp_ns) / 1e9 < config.window_s
+        ):
             return True
     return False
 
