@@ -49,13 +49,17 @@ def main() -> int:
     parser.add_argument(
         "--backend", default="onnxruntime", help="edge-bench --backend (auto: what edge-detect runs here)"
     )
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="edge-bench --rate for the e2e run (default 0: back to back)"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/pipeline_overhead"))
     args = parser.parse_args()
     rows = []
     for i in range(args.repeats):
         out = args.out / f"repeat_{i}.json"
         argv = ["--model", str(args.model), "--backend", args.backend, "--frames", str(args.frames),
-                "--warmup", str(args.warmup), "--source", args.source, "--json", str(out)]  # fmt: skip
+                "--warmup", str(args.warmup), "--source", args.source, "--rate", str(args.rate),
+                "--json", str(out)]  # fmt: skip
         if bench_cli.main(argv) != 0:
             return 1
         rows.append(ratios(json.loads(out.read_text())))

@@ -14,6 +14,12 @@ time): give several files (e.g. exported at 416 and 640, FP32 and INT8); ``--img
 The default end-to-end source repeats one 720p BGR frame (``imagefreeze``): producing a frame then
 costs what a camera's DMA delivery costs (one copy into Python), so the figures are the pipeline's,
 not those of rendering synthetic video on the same cores. Pass ``--source`` for a camera or a file.
+
+End to end, a ``gst://`` source (the default included) runs twice: paced at a camera's rate
+(``--rate``, default 30 frames per second), which is the latency a car gets, and back to back
+(rate 0), the figure of a source that hands over the next frame as soon as the last is done. Between
+paced frames the threads sleep and wake up cold, so the paced figure is the higher one.
+``--rate 30`` alone runs only the paced one; other sources deliver at their own rate.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from stopsign.edge.cli.benchmark import (
     library_versions,
     machine_info,
     model_file_spec,
+    paced_source,
 )
 from stopsign.edge.model.artifacts import atomic_write_text
 from stopsign.edge.model.spec import ModelSpecError
@@ -74,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=["none"],
         help="end-to-end runs per edge-detect --tiles setting, e.g. none auto (default none)",
     )
+    p.add_argument(
+        "--rate",
+        type=float,
+        nargs="+",
+        help="end-to-end: pace a gst:// source at these frames per second, 0 = back to back "
+        "(default for gst:// sources, the default one included: 30 0; other sources run at their own rate)",
+    )
     length = p.add_mutually_exclusive_group()
     length.add_argument("--frames", type=int, default=200, help="measured frames per run (default 200)")
     length.add_argument("--duration", type=float, help="measured seconds per run instead of --frames")
@@ -85,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def markdown(runs: list[BenchRun]) -> str:
-    lines = ["| mode | backend | precision | img | tiles | batch | frames | FPS | p50 ms | p90 ms | p99 ms | max ms | CPU ms/frame | stages p50 ms (pre/infer/post/track) | file |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| mode | backend | precision | img | tiles | pace | batch | frames | FPS | p50 ms | p90 ms | p99 ms | max ms | CPU ms/frame | stages p50 ms (pre/infer/post/track) | file |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for run in runs:
         lat = run.latency_summary()
         st = run.stages_ms
@@ -100,7 +114,8 @@ def markdown(runs: list[BenchRun]) -> str:
         )
         cpu = f"{run.cpu_ms_per_frame:.1f}" if run.cpu_ms_per_frame is not None else "-"
         tiles = run.tiles if run.mode == "e2e" else "-"
-        lines.append(f"| {run.mode} | {run.backend} | {run.precision} | {run.img} | {tiles} | {run.batch} | {run.frames} | "
+        pace = rate_text(run.rate) if run.mode == "e2e" else "-"
+        lines.append(f"| {run.mode} | {run.backend} | {run.precision} | {run.img} | {tiles} | {pace} | {run.batch} | {run.frames} | "
                      f"{run.fps:.1f} | {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {lat['max']:.2f} | {cpu} | {stages} | {Path(run.model).name} |")  # fmt: skip
     return "\n".join(lines)
 
@@ -108,8 +123,9 @@ def markdown(runs: list[BenchRun]) -> str:
 def run_label(run: BenchRun) -> str:
     """One line naming a configuration: mode, backend, precision, file, size, batch, tiles."""
     tiles = f" tiles {run.tiles}" if run.mode == "e2e" and run.tiles != "none" else ""
+    pace = f", {rate_text(run.rate)}" if run.mode == "e2e" else ""
     name = f" {Path(run.model).name}" if run.model else ""
-    return f"{run.mode} {run.backend} {run.precision}{name} {run.img}px batch {run.batch}{tiles}"
+    return f"{run.mode} {run.backend} {run.precision}{name} {run.img}px batch {run.batch}{tiles}{pace}"
 
 
 def plot(runs: list[BenchRun], out: Path) -> None:
@@ -183,24 +199,50 @@ def _can_run(backend: str, model: Path) -> bool:
     return True
 
 
+DEFAULT_RATES = (30.0, 0.0)
+
+
+def e2e_rates(source: str, rates: Sequence[float] | None) -> list[float | None]:
+    """The paces of the end-to-end runs: as given, else a camera's rate and back to back for a
+    ``gst://`` source, else the source's own (None)."""
+    if rates:
+        return list(rates)
+    return list(DEFAULT_RATES) if source.startswith("gst://") else [None]
+
+
+def rate_text(rate: float | None) -> str:
+    if rate is None:
+        return "source's rate"
+    return "back to back" if rate == 0 else f"{rate:g} fps"
+
+
 def _collect(args: argparse.Namespace) -> list[BenchRun]:
     plan = [
-        (model, backend, mode, batch, tiles)
+        (model, backend, mode, batch, tiles, rate)
         for model in select_models(args.model, args.img, args.precision)
         for backend in args.backend
         if _can_run(backend, model)
         for mode in (("model", "e2e") if args.mode == "both" else (args.mode,))
         for batch in (args.batch if mode == "model" else [1])
         for tiles in (args.tiles if mode == "e2e" else ["none"])
+        for rate in (e2e_rates(args.source, args.rate) if mode == "e2e" else [None])
     ]
     runs: list[BenchRun] = []
-    for number, (model, backend, mode, batch, tiles) in enumerate(plan, 1):
-        what = f"tiles {tiles}" if mode == "e2e" else f"batch {batch}"
+    for number, (model, backend, mode, batch, tiles, rate) in enumerate(plan, 1):
+        what = f"tiles {tiles}, {rate_text(rate)}" if mode == "e2e" else f"batch {batch}"
         print(f"edge-bench: [{number}/{len(plan)}] {mode} {backend} {what} {model}", file=sys.stderr)
         if mode == "e2e":
             runs.append(
                 bench_e2e(
-                    model, backend, args.source, args.frames, args.warmup, args.threads, args.duration, tiles
+                    model,
+                    backend,
+                    args.source,
+                    args.frames,
+                    args.warmup,
+                    args.threads,
+                    args.duration,
+                    tiles,
+                    rate,
                 )
             )
             continue
@@ -224,6 +266,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             "edge-bench: --frames must be >= 2, --warmup >= 0, --batch >= 1, --duration > 0", file=sys.stderr
         )
+        return 2
+    try:
+        for rate in args.rate or ():
+            paced_source(args.source, rate)
+    except ValueError as exc:
+        print(f"edge-bench: {exc}", file=sys.stderr)
         return 2
     for tiles in args.tiles:
         try:

@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,8 @@ class BenchRun:
     source: str = ""  # e2e: the source URI
     live: bool | None = None  # e2e: live source (latency includes capture age) or ordered
     tiles: str = "none"  # e2e: the --tiles setting; images per frame = batch (1 + tiles)
+    # e2e: frames per second the source was paced at (0: back to back; None: the source's own rate)
+    rate: float | None = None
     frame_stages: list[dict[str, float | None]] = field(default_factory=list)  # e2e, per frame (not in JSON)
     # What the backend was given: "float32" network inputs or "uint8" letterboxed images (image_input)
     model_input: str = "float32"
@@ -89,7 +92,13 @@ class BenchRun:
             "device_memory_mb": self.device_memory_mb, "model": self.model, "model_input": self.model_input,
         }  # fmt: skip
         if self.mode == "e2e":
-            out.update(stages_ms=self.stages_ms, source=self.source, live=self.live, tiles=self.tiles)
+            out.update(
+                stages_ms=self.stages_ms,
+                source=self.source,
+                live=self.live,
+                tiles=self.tiles,
+                rate_fps=self.rate,
+            )
         return out
 
 
@@ -294,6 +303,30 @@ class _MeasuredBackend(Backend):
         self.inner.close()
 
 
+def paced_source(source: str, rate: float | None) -> str:
+    """``source`` delivering ``rate`` frames per second, as a camera does (None or 0: unchanged).
+
+    Only a ``gst://`` launch line can be paced here: it gets the frame rate in its caps and a
+    ``clocksync``, which holds each frame until its time on the pipeline clock (``imagefreeze``
+    then repeats its frame at that rate; any other launch goes through ``videorate`` first).
+    A camera paces itself, and files and drives have their own options.
+    """
+    if not rate:
+        return source
+    if rate < 0:
+        raise ValueError(f"--rate must be >= 0 frames per second, got {rate:g}")
+    if not source.startswith("gst://"):
+        raise ValueError(
+            f"--rate paces gst:// sources only (the default source is one); {source!r} delivers at its "
+            "own rate: drop --rate for it"
+        )
+    fraction = Fraction(rate).limit_denominator(1001)
+    caps = f"video/x-raw,framerate={fraction.numerator}/{fraction.denominator}"
+    launch = source.rstrip()
+    rate_stage = "" if launch.endswith("imagefreeze") else " ! videorate"
+    return f"{launch}{rate_stage} ! {caps} ! clocksync"
+
+
 def bench_e2e(
     model: Path,
     backend: str,
@@ -303,8 +336,14 @@ def bench_e2e(
     threads: int = 0,
     duration_s: float | None = None,
     tiles: str = "none",
+    rate: float | None = None,
 ) -> BenchRun:
     """End-to-end through the real pipeline (``run_detect``); per-frame stage timings from its frame log.
+
+    ``rate``: pace a ``gst://`` source at this many frames per second, as a camera delivers them
+    (:func:`paced_source`); 0 or None runs it as fast as the pipeline takes frames (back to back).
+    At a camera's rate the threads sleep between frames, which costs latency that a back-to-back
+    run never shows: the figure a car gets is the paced one.
 
     ``tiles``: the ``--tiles`` setting of edge-detect; the run's ``batch`` is then the number of
     images per frame (whole frame + tiles), and ``fps`` stays frames per second.
@@ -320,7 +359,7 @@ def bench_e2e(
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "frames.jsonl"
         config = DetectConfig(
-            source=source, model=str(model), backend=backend, threads=threads,
+            source=paced_source(source, rate), model=str(model), backend=backend, threads=threads,
             max_frames=0 if duration_s else warmup + frames + 1,
             log_frames=str(log), events=str(Path(tmp) / "events.jsonl"), health=False, reject_identical=False,
             tiles=tiles,
@@ -358,7 +397,7 @@ def bench_e2e(
         "e2e", str(wrapper.describe().get("backend", backend)), _precision(wrapper, spec), spec.input_size[0],
         wrapper.images_per_call, frames, wall, latencies, tiles=tiles, stages_ms={s: (round(float(np.median(v)), 3) if v else None) for s, v in stages.items()},
         rss_mb=rss_mb(), cpu_s=cpu if len(wrappers) == 1 else None, device_memory_mb=_device_memory_mb(),
-        model=str(model), source=source, live=live, frame_stages=[r["ms"] for r in measured],
+        model=str(model), source=source, live=live, frame_stages=[r["ms"] for r in measured], rate=rate,
         model_input="uint8" if wrapper.image_input else "float32",
     )  # fmt: skip
 

@@ -42,7 +42,7 @@ from stopsign.edge.sinks import (
 )
 from stopsign.edge.sources.base import Source, SourceError, SourceOptions, StatusReport
 from stopsign.edge.sources.factory import make_source
-from stopsign.edge.sources.launch import CameraOptions
+from stopsign.edge.sources.launch import HARDWARE_DECODERS, CameraOptions
 from stopsign.edge.sources.sanity import SanityOptions
 from stopsign.edge.sources.uri import SourceURIError, parse_size, parse_source_uri
 from stopsign.edge.tracking import CameraIntrinsics, SpeedInput, Tracker, TrackerConfig
@@ -247,6 +247,16 @@ def make_tracker(spec: ModelSpec, config: DetectConfig, still_images: bool) -> T
     return Tracker(tracker_config, speed=speed)
 
 
+def decoder_choice(source: Source) -> str | None:
+    """What decodes the video: "<element> (hardware: <platform>)" or "<element> (software)";
+    None for sources that decode nothing (raw cameras, test patterns, image folders)."""
+    decoder = getattr(source, "decoder", None)
+    if decoder is None:
+        return None
+    platform = dict(HARDWARE_DECODERS).get(decoder)
+    return f"{decoder} (hardware: {platform})" if platform else f"{decoder} (software)"
+
+
 def preflight(config: DetectConfig) -> None:
     """Errors a user should see before anything opens (bad URI, --show without GUI, bad --udp)."""
     parse_source_uri(config.uri)
@@ -297,9 +307,22 @@ def run_detect(
             tiles=TileConfig.parse(config.tiles),
             principal_point=principal_point(config),
         )
+        if health_stream is not None and config.health:
+            decoder = decoder_choice(source)
+            print(
+                f"edge-detect source: {source.description}"
+                + (f"; video decoder {decoder}" if decoder else ""),
+                file=health_stream,
+                flush=True,
+            )
         channel.emit(
             "started",
-            {"source": config.uri, "source_mode": source.description, **supervisor.backend.describe()},
+            {
+                "source": config.uri,
+                "source_mode": source.description,
+                "source_decoder": decoder_choice(source),
+                **supervisor.backend.describe(),
+            },
         )
         loop = DetectionLoop(
             source,

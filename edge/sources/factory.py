@@ -8,7 +8,7 @@ import logging
 from stopsign.edge.sources.base import Source, SourceOpenError, SourceOptions, StatusReport
 from stopsign.edge.sources.drive import load_drive
 from stopsign.edge.sources.images import ImageFolderSource
-from stopsign.edge.sources.launch import candidates_for
+from stopsign.edge.sources.launch import candidates_for, preferred_decoders
 from stopsign.edge.sources.opencv import OpenCvSource
 from stopsign.edge.sources.uri import LIVE_KINDS, SourceURI, parse_source_uri
 
@@ -26,7 +26,8 @@ def make_source(uri: SourceURI | str, options: SourceOptions, report: StatusRepo
         return ImageFolderSource(uri.target)
     drive = load_drive(uri.target) if uri.kind == "drive" else None
     timestamps = drive.timestamps if drive is not None else None
-    from stopsign.edge.sources.gst import GstSource, GstUnavailableError, registered_elements
+    from stopsign.edge.sources.gst import GstSource
+    from stopsign.edge.sources.gst_loader import GstUnavailableError, prefer_decoders, registered_elements
 
     try:
         elements = registered_elements()
@@ -39,6 +40,10 @@ def make_source(uri: SourceURI | str, options: SourceOptions, report: StatusRepo
             target = str(drive.video)
         return OpenCvSource(target, live=uri.kind in ("v4l2", "rtsp"), timestamps=timestamps)
     candidates = candidates_for(uri, options.camera, elements, drive.video if drive else None)
+    hardware = preferred_decoders(elements)
+    if hardware:
+        prefer_decoders(hardware)
+        log.info("hardware video decoders preferred: %s", ", ".join(hardware))
     if uri.kind in LIVE_KINDS:
         # A camera has no end: end-of-stream means its link or server went away (reconnect).
         options = dataclasses.replace(options, endless=True)

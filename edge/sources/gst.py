@@ -29,22 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from stopsign.edge.sources import gst_loader
 from stopsign.edge.sources.base import Source, SourceError, SourceOpenError, SourceOptions, StatusReport
-from stopsign.edge.sources.gst_loader import (
-    GstUnavailableError,
-    format_bus_error,
-    gst_available,
-    is_fatal_bus_error,
-    load_gst,
-    registered_elements,
-)
 from stopsign.edge.sources.launch import SINK_NAME, LaunchCandidate, full_line
 from stopsign.edge.vision.frame import NO_TIMESTAMP, Frame
 
 log = logging.getLogger(__name__)
 
-# The loader lived here; these names stay importable from this module.
-__all__ = ["GstSource", "GstUnavailableError", "gst_available", "load_gst", "registered_elements"]
 
 _NONE_64 = (1 << 64) - 1  # GST_CLOCK_TIME_NONE and GST_BUFFER_OFFSET_NONE
 _PULL_SLICE_NS = 100_000_000  # capture thread wakes this often to notice a stop request
@@ -107,7 +98,7 @@ class GstSource(Source):
     ) -> None:
         if not candidates:
             raise ValueError("GstSource needs at least one launch candidate")
-        self._gst = load_gst()
+        self._gst = gst_loader.load_gst()
         self.name, self.target = name, target
         self._candidates = list(candidates)
         self._candidate: LaunchCandidate = self._candidates[0]
@@ -130,6 +121,7 @@ class GstSource(Source):
         self._last_capture_ns = 0  # and its capture time
         self.live = False
         self.description = ""
+        self.decoder: str | None = None  # the video decoder element the pipeline runs, if any
 
     # --- public ------------------------------------------------------------------------------
 
@@ -176,7 +168,9 @@ class GstSource(Source):
                 continue
             self._gen, self._candidate = gen, candidate
             self.live = gen.live
-            self.description = f"{candidate.description} ({'live' if gen.live else 'ordered'})"
+            self.decoder = gst_loader.video_decoder_in(gen.pipeline)
+            decoded = f", decoder {self.decoder}" if self.decoder else ""
+            self.description = f"{candidate.description} ({'live' if gen.live else 'ordered'}{decoded})"
             self._state = "running"
             self._last_frame_ns = self._clock()
             log.info("opened %s: %s", self.name, full_line(candidate))
@@ -239,7 +233,7 @@ class GstSource(Source):
         if ret == gst.StateChangeReturn.FAILURE:
             error = self._bus_error(bus) or "state change to PAUSED failed"
             pipeline.set_state(gst.State.NULL)
-            raise _StartError(error, fatal=is_fatal_bus_error(error))
+            raise _StartError(error, fatal=gst_loader.is_fatal_bus_error(error))
         live = ret == gst.StateChangeReturn.NO_PREROLL if self.options.live is None else self.options.live
         # Live: one buffer, the newest; ordered: a few buffers of back-pressure, never dropped.
         sink.set_property("max-buffers", 1 if live else 4)
@@ -248,7 +242,7 @@ class GstSource(Source):
         if pipeline.set_state(gst.State.PLAYING) == gst.StateChangeReturn.FAILURE:
             error = self._bus_error(bus) or "state change to PLAYING failed"
             self._teardown(gen)
-            raise _StartError(error, fatal=is_fatal_bus_error(error))
+            raise _StartError(error, fatal=gst_loader.is_fatal_bus_error(error))
         if live:
             gen.thread = threading.Thread(
                 target=self._capture_loop, args=(gen,), name="edge-capture", daemon=True
@@ -261,7 +255,7 @@ class GstSource(Source):
         while time.monotonic() < deadline:
             error = self._poll_bus(gen)
             if error is not None:
-                raise _StartError(error, fatal=is_fatal_bus_error(error))
+                raise _StartError(error, fatal=gst_loader.is_fatal_bus_error(error))
             if gen.live:
                 with self._cond:
                     if self._slot is not None:
@@ -443,8 +437,8 @@ class GstSource(Source):
                 warning, debug = message.parse_warning()
                 log.warning("%s: GStreamer warning: %s (%s)", self.name, warning.message, debug)
             else:
-                return format_bus_error(message)
+                return gst_loader.format_bus_error(message)
 
     def _bus_error(self, bus: Any) -> str | None:
         message = bus.pop_filtered(self._gst.MessageType.ERROR)
-        return format_bus_error(message) if message is not None else None
+        return gst_loader.format_bus_error(message) if message is not None else None

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from stopsign.edge.sources.launch import JETSON_ELEMENTS
+from stopsign.edge.sources.launch import KNOWN_ELEMENTS
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def gst_available() -> bool:
     return True
 
 
-def registered_elements(names: Sequence[str] = JETSON_ELEMENTS) -> frozenset[str]:
+def registered_elements(names: Sequence[str] = KNOWN_ELEMENTS) -> frozenset[str]:
     """Which of ``names`` are registered GStreamer element factories."""
     gst = load_gst()
     return frozenset(n for n in names if gst.ElementFactory.find(n) is not None)
@@ -82,3 +82,28 @@ def is_fatal_bus_error(bus_error: str) -> bool:
     """A missing or forbidden device fails the same way for every caps choice: no retry helps."""
     markers = ("Cannot identify device", "No such file", "Permission denied", "Could not open")
     return any(m in bus_error for m in markers)
+
+
+def prefer_decoders(names: Sequence[str]) -> None:
+    """Rank these decoders (most preferred first) above every software decoder, so that
+    ``decodebin`` picks them; a process-wide registry setting, the same for every pipeline."""
+    gst = load_gst()
+    registry = gst.Registry.get()
+    for offset, name in enumerate(names):
+        feature = registry.lookup_feature(name)
+        if feature is not None:
+            feature.set_rank(int(gst.Rank.PRIMARY) + 100 - offset)
+
+
+def video_decoder_in(pipeline: Any) -> str | None:
+    """The factory name of the video decoder a running pipeline uses (inside ``decodebin`` too),
+    or None when it decodes nothing (a raw camera, a test pattern)."""
+    iterator = pipeline.iterate_recurse()
+    while True:
+        result, element = iterator.next()
+        if result != load_gst().IteratorResult.OK:
+            return None
+        factory = element.get_factory()
+        klass = factory.get_metadata("klass") if factory is not None else ""
+        if "Decoder" in klass and ("Video" in klass or "Image" in klass):  # jpegdec is an image decoder
+            return str(factory.get_name())

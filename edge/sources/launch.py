@@ -18,6 +18,23 @@ SINK_NAME = "edge_sink"
 APPSINK_TAIL = f"videoconvert ! video/x-raw,format=BGR ! appsink name={SINK_NAME}"
 # Elements that change the graph on a Jetson.
 JETSON_ELEMENTS = ("nvv4l2decoder", "nvjpegdec", "nvvidconv", "nvarguscamerasrc")
+# Hardware video decoders, most preferred first, with the platform each stands for. The source
+# ranks the registered ones above the software decoders, so decodebin takes them for files and
+# RTSP (the stream's codec permitting) and falls back to software otherwise.
+HARDWARE_DECODERS = (
+    ("nvv4l2decoder", "NVIDIA Jetson"),
+    ("vah264dec", "VA-API (Intel, AMD)"),
+    ("vah265dec", "VA-API (Intel, AMD)"),
+    ("vaapih264dec", "VA-API, gstreamer-vaapi (Intel)"),
+    ("vaapih265dec", "VA-API, gstreamer-vaapi (Intel)"),
+)
+# Every element whose presence changes what a source builds: looked up once in the registry.
+KNOWN_ELEMENTS = tuple(dict.fromkeys(JETSON_ELEMENTS + tuple(name for name, _ in HARDWARE_DECODERS)))
+
+
+def preferred_decoders(elements: Collection[str]) -> list[str]:
+    """The registered hardware decoders in order of preference (empty: software decoding)."""
+    return [name for name, _ in HARDWARE_DECODERS if name in elements]
 
 
 @dataclass(frozen=True)

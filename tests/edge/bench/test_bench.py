@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stopsign.edge.cli import bench as bench_cli
-from stopsign.edge.cli.benchmark import FixedBatchError, bench_e2e, bench_model, model_file_spec
+from stopsign.edge.cli.benchmark import FixedBatchError, bench_e2e, bench_model, model_file_spec, paced_source
 from stopsign.edge.model.spec import ModelSpecError
 from stopsign.export.onnx_export import export_onnx
 from stopsign.train.checkpoint import spec_for_model
@@ -203,3 +203,64 @@ def test_model_file_spec_reads_onnx_and_checkpoint_folders(model: Path, tmp_path
     assert model_file_spec(folder) == (224, "fp32")
     with pytest.raises(ModelSpecError, match="no spec.json"):
         model_file_spec(tmp_path)
+
+
+GST_STILL = "gst://videotestsrc pattern=snow num-buffers=1 ! video/x-raw,format=BGR,width=320,height=240 ! imagefreeze"
+
+
+@pytest.mark.parametrize(
+    ("source", "rate", "expected"),
+    [
+        (GST_STILL, None, GST_STILL),
+        (GST_STILL, 0, GST_STILL),
+        (GST_STILL, 30, GST_STILL + " ! video/x-raw,framerate=30/1 ! clocksync"),
+        (GST_STILL, 29.97, GST_STILL + " ! video/x-raw,framerate=2997/100 ! clocksync"),
+        ("gst://filesrc location=a.mkv ! decodebin", 15, "gst://filesrc location=a.mkv ! decodebin ! videorate ! video/x-raw,framerate=15/1 ! clocksync"),
+        ("test://?pattern=snow", 0, "test://?pattern=snow"),
+    ],
+)  # fmt: skip
+def test_paced_source_adds_the_rate_and_a_clock(source: str, rate: float | None, expected: str) -> None:
+    assert paced_source(source, rate) == expected
+
+
+@pytest.mark.parametrize(
+    ("source", "rate"), [("test://?pattern=snow", 30), ("/dev/video0", 30), (GST_STILL, -1)]
+)
+def test_a_source_that_cannot_be_paced_is_an_error(source: str, rate: float) -> None:
+    with pytest.raises(ValueError, match="--rate"):
+        paced_source(source, rate)
+
+
+@pytest.mark.parametrize(
+    ("source", "rates", "expected"),
+    [(GST_STILL, None, [30.0, 0.0]), (GST_STILL, [60.0], [60.0]), ("test://?pattern=snow", None, [None])],
+)
+def test_gst_sources_run_paced_and_back_to_back_by_default(source, rates, expected) -> None:
+    assert bench_cli.e2e_rates(source, rates) == expected
+
+
+@requires_gstreamer
+def test_a_paced_run_takes_frames_at_the_cameras_rate(model: Path) -> None:
+    paced = bench_e2e(model, "onnxruntime", GST_STILL, 15, warmup=2, rate=30)
+    back_to_back = bench_e2e(model, "onnxruntime", GST_STILL, 15, warmup=2, rate=0)
+    # A 160-px model takes a few ms a frame: paced, the source sets the pace, not the model.
+    assert 20 <= paced.fps <= 31.5
+    assert back_to_back.fps > 40
+    assert paced.to_dict()["rate_fps"] == 30 and back_to_back.to_dict()["rate_fps"] == 0
+    assert paced.source == GST_STILL  # the JSON names the source as given, the pace beside it
+
+
+@requires_gstreamer
+def test_cli_runs_a_gst_source_paced_then_back_to_back(model: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "paced.json"
+    argv = ["--model", str(model), "--backend", "onnxruntime", "--mode", "e2e", "--frames", "6", "--warmup", "2",
+            "--source", GST_STILL, "--json", str(out)]  # fmt: skip
+    assert bench_cli.main(argv) == 0
+    assert [r["rate_fps"] for r in json.loads(out.read_text())["runs"]] == [30.0, 0.0]
+    table = capsys.readouterr().out
+    assert "| 30 fps |" in table and "| back to back |" in table
+
+
+def test_cli_refuses_a_rate_for_a_source_it_cannot_pace(model: Path, capsys) -> None:
+    assert bench_cli.main(["--model", str(model), "--source", "/dev/video0", "--rate", "30"]) == 2
+    assert "--rate paces gst:// sources only" in capsys.readouterr().err
