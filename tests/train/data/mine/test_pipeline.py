@@ -116,3 +116,31 @@ def test_bad_sources_are_clear_errors(tmp_path, capsys):
     assert "no such file or folder" in capsys.readouterr().err
     assert edge_data(["mine", str(tmp_path), "--out", str(tmp_path / "t"), "--shard", "5/2"]) == 2
     assert "--shard" in capsys.readouterr().err
+
+
+def test_any_edge_detect_source_mines(drives, tmp_path):
+    """A drive folder, a bare video file and an image folder in one run."""
+    import cv2
+
+    stills = tmp_path / "stills"
+    stills.mkdir()
+    capture = cv2.VideoCapture(str(drives[2] / "video.mp4"))
+    for i in range(3):
+        ok, image = capture.read()
+        assert ok
+        cv2.imwrite(str(stills / f"still_{i}.jpg"), image)
+    capture.release()
+    sources = [f"drive://{drives[0]}", str(drives[1] / "video.mp4"), str(stills)]
+    shard = tmp_path / "shard"
+    assert (
+        edge_data(
+            ["mine", *sources, "--shard", "0/1", "--out", str(shard), "--threads", "1", "--no-progress"]
+        )
+        == 0
+    )
+    lines = [json.loads(x) for x in (shard / "drives.jsonl").read_text().splitlines()]
+    assert {line["source"]: line["frames"] for line in lines} == {
+        sources[0]: 11,
+        sources[1]: 11,
+        sources[2]: 3,
+    }
