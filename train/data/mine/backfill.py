@@ -5,7 +5,8 @@ The model is an approach at constant speed seen by a pinhole camera (no optical 
 height S at distance Z(t) = Z0 - v t has width w = f S / Z, so **1 / w is linear in time**, and its
 centre sits on a ray from the focus of expansion, so **the centre is linear in w**
 (x = x_foe + (X / S) w). Both lines are fitted by least squares to the track's first confident
-detections and extrapolated back until the box would be under ``min_size_px``, leaves the
+detections (the centre lines through the principal point when the drive's intrinsics give it: a
+camera looking along the road has its focus of expansion there) and extrapolated back until the box would be under ``min_size_px``, leaves the
 frame, or ``max_back_s`` is reached. A track that does not grow (the car is not closing in) gets
 a constant-size, constant-velocity model over at most ``static_back_s``. Where a detection of any
 score overlaps the predicted box (IoU >= ``snap_iou``), its box is proposed instead: the detector
@@ -94,8 +95,15 @@ class ApproachFit:
         return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
 
 
-def fit_approach(times_s: np.ndarray, boxes: np.ndarray, min_growth: float = 0.02) -> ApproachFit:
-    """Fit the pinhole approach model to (n,) times and (n, 4) xyxy boxes (n >= 2)."""
+def fit_approach(
+    times_s: np.ndarray, boxes: np.ndarray, min_growth: float = 0.02, focus: tuple[float, float] | None = None
+) -> ApproachFit:
+    """Fit the pinhole approach model to (n,) times and (n, 4) xyxy boxes (n >= 2).
+
+    ``focus``: the focus of expansion in frame pixels when known (the principal point of a camera
+    looking along the direction of travel): the centre lines then pass through it and only their
+    slopes are fitted, which is far steadier on the few noisy boxes of a small sign.
+    """
     w = np.maximum(boxes[:, 2] - boxes[:, 0], 1e-3)
     h = boxes[:, 3] - boxes[:, 1]
     cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
@@ -105,7 +113,11 @@ def fit_approach(times_s: np.ndarray, boxes: np.ndarray, min_growth: float = 0.0
     # Approaching: 1/w falls over the fit by at least min_growth of its value.
     approach = span > 0 and -inv_a * span >= min_growth * float(np.mean(1.0 / w))
     if approach:
-        if float(np.std(w)) >= 0.05 * float(np.mean(w)):
+        if focus is not None:
+            cx1 = float(np.sum((cx - focus[0]) * w) / np.sum(w * w))
+            cy1 = float(np.sum((cy - focus[1]) * w) / np.sum(w * w))
+            cx0, cy0 = focus
+        elif float(np.std(w)) >= 0.05 * float(np.mean(w)):
             cx1, cx0 = np.polyfit(w, cx, 1)
             cy1, cy0 = np.polyfit(w, cy, 1)
         else:  # too little growth to place the focus of expansion: hold the centre
@@ -121,7 +133,11 @@ def fit_approach(times_s: np.ndarray, boxes: np.ndarray, min_growth: float = 0.0
 
 
 def backfill_track(
-    history: TrackHistory, frames: list[FrameRecord], frame_wh: tuple[int, int], config: BackfillConfig
+    history: TrackHistory,
+    frames: list[FrameRecord],
+    frame_wh: tuple[int, int],
+    config: BackfillConfig,
+    focus: tuple[float, float] | None = None,
 ) -> dict[int, Proposal]:
     """Frame position -> proposed box for the frames before ``history``'s first confident hit.
 
@@ -133,7 +149,7 @@ def backfill_track(
     t0 = frames[fit_hits[0][0]].stamp_ns
     times = np.array([(frames[p].stamp_ns - t0) / 1e9 for p, _ in fit_hits])
     boxes = np.array([b for _, b in fit_hits], np.float64)
-    model = fit_approach(times, boxes, config.min_growth)
+    model = fit_approach(times, boxes, config.min_growth, focus)
     limit_s = config.max_back_s if model.approach else config.static_back_s
     score = float(np.clip(len(history.hits) / (len(history.hits) + 3), 0.0, 1.0))
     width, height = frame_wh
@@ -158,12 +174,16 @@ def backfill_track(
 
 
 def backfill(
-    frames: list[FrameRecord], frame_wh: tuple[int, int], config: BackfillConfig | None = None
+    frames: list[FrameRecord],
+    frame_wh: tuple[int, int],
+    config: BackfillConfig | None = None,
+    focus: tuple[float, float] | None = None,
 ) -> dict[int, list[Proposal]]:
-    """Frame position -> backfilled proposals of every confirmed track of a scan."""
+    """Frame position -> backfilled proposals of every confirmed track of a scan (``focus``: the
+    principal point, when the source's intrinsics give it)."""
     config = config or BackfillConfig()
     out: dict[int, list[Proposal]] = {}
     for history in track_histories(frames).values():
-        for position, proposal in backfill_track(history, frames, frame_wh, config).items():
+        for position, proposal in backfill_track(history, frames, frame_wh, config, focus).items():
             out.setdefault(position, []).append(proposal)
     return out

@@ -215,11 +215,12 @@ def collect(
     frame_wh: tuple[int, int],
     config: SignalConfig,
     labels: dict[int, list[list[float]]] | None = None,
+    focus: tuple[float, float] | None = None,
 ) -> dict[int, Hit]:
     """Every signal over one scan, merged per frame position (false-event frames propose nothing
     of the false track: detector proposals of other signals stay)."""
     merged: dict[int, Hit] = {}
-    for position, proposals in backfill(frames, frame_wh, config.backfill).items():
+    for position, proposals in backfill(frames, frame_wh, config.backfill, focus).items():
         hit = merged.setdefault(position, Hit())
         detail = ", ".join(f"track {p.track_id} ({p.origin})" for p in proposals)
         hit.add("backfill", detail, proposals)
