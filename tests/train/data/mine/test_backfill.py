@@ -82,3 +82,19 @@ def test_fit_is_exact_for_a_pinhole_approach():
     assert model.approach
     for i in range(10):
         assert model.box_at(times[i]) == pytest.approx(list(boxes[i]), abs=1e-6)
+
+
+def test_a_known_focus_of_expansion_steadies_the_centre():
+    """Noisy boxes: the centre lines through the principal point stay closer to the truth."""
+    rng = np.random.default_rng(3)
+    truth = np.asarray(approach_boxes(FRAMES), np.float64)
+    noisy = truth + rng.normal(0, 1.0, truth.shape)
+    times = np.arange(FRAMES) * STEP_NS / 1e9
+    errors = {}
+    for focus in (None, (640.0, 360.0)):
+        model = fit_approach(times[60:], noisy[60:], focus=focus)
+        centre = lambda b: np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])  # noqa: E731
+        errors[focus] = max(
+            np.abs(centre(model.box_at(times[i])) - centre(truth[i])).max() for i in range(30)
+        )
+    assert errors[(640.0, 360.0)] < errors[None]
