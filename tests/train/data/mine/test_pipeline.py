@@ -144,3 +144,27 @@ def test_any_edge_detect_source_mines(drives, tmp_path):
         sources[1]: 11,
         sources[2]: 3,
     }
+
+
+def test_fp32_against_int8(drives):
+    """--compare-model: the INT8 (Q/DQ) model runs on the same batches; its boxes sit beside FP32's.
+    (ONNX Runtime runs it here: OpenVINO stays out of the main test process, tests/conftest.py.)"""
+    from stopsign.edge.replay.runner import load_backend
+    from stopsign.edge.vision.tiles import TileConfig
+    from stopsign.train.data.mine.scan import ModelRun, scan_source
+    from stopsign.train.data.mine.signals import SignalConfig, disagreement
+
+    int8 = SHIPPED.with_name("stopsign.int8.onnx")
+    main, second = (
+        ModelRun(*load_backend(path, backend, 1))
+        for path, backend in ((SHIPPED, "onnxruntime"), (int8, "onnxruntime"))
+    )
+    scan = scan_source(str(drives[0]), main, TileConfig.parse("auto"), second, progress=False)
+    assert all(f.second is not None for f in scan.frames)
+    confident = [f for f in scan.frames if any(r[4] >= 0.5 for r in f.merged)]
+    agreeing = [f for f in confident if any(r[4] >= 0.3 for r in f.second)]
+    assert len(agreeing) >= len(confident) - 2  # INT8 sees nearly what FP32 sees
+    hits = disagreement(scan.frames, SignalConfig())
+    assert all(
+        r.split(":")[0] in ("disagree_tiles", "disagree_models") for h in hits.values() for r in h.reasons
+    )
