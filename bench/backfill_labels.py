@@ -24,7 +24,7 @@ from stopsign.edge.replay.runner import load_backend
 from stopsign.edge.vision.tiles import TileConfig
 from stopsign.train.data.mine.backfill import backfill
 from stopsign.train.data.mine.records import iou
-from stopsign.train.data.mine.scan import ModelRun, principal_point, scan_source
+from stopsign.train.data.mine.scan import ModelRun, scan_source
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = [(0, 16, "<16"), (16, 32, "16-32"), (32, 64, "32-64"), (64, 1e9, ">=64")]
@@ -54,7 +54,7 @@ def evaluate_drive(drive: Path, run: ModelRun, tiles: str, threshold: float) -> 
         None,
     )
     frame = scan.frames[0]
-    proposals = backfill(scan.frames, (frame.width, frame.height), focus=principal_point(scan.meta))
+    proposals = backfill(scan.frames, (frame.width, frame.height))
     stats = {name: {"tp": 0, "proposals": 0, "found": 0, "truth": 0} for _, _, name in SIZES}
     right_frames = []
     for position, found in proposals.items():

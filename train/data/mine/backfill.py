@@ -5,8 +5,8 @@ The model is an approach at constant speed seen by a pinhole camera (no optical 
 height S at distance Z(t) = Z0 - v t has width w = f S / Z, so **1 / w is linear in time**, and its
 centre sits on a ray from the focus of expansion, so **the centre is linear in w**
 (x = x_foe + (X / S) w). Both lines are fitted by least squares to the track's first confident
-detections (the centre lines through the principal point when the drive's intrinsics give it: a
-camera looking along the road has its focus of expansion there) and extrapolated back until the box would be under ``min_size_px``, leaves the
+detections (optionally with the centre lines through a known focus of expansion, ``focus``: not
+the default, since it did worse on the far-approach drives, docs/data_engine.md) and extrapolated back until the box would be under ``min_size_px``, leaves the
 frame, or ``max_back_s`` is reached. A track that does not grow (the car is not closing in) gets
 a constant-size, constant-velocity model over at most ``static_back_s``. Where a detection of any
 score overlaps the predicted box (IoU >= ``snap_iou``), its box is proposed instead: the detector

@@ -29,7 +29,7 @@ from stopsign.edge.vision.tiles import TileConfig
 from stopsign.train.data.layout import DatasetError
 from stopsign.train.data.mine.diversity import DiversityConfig, select
 from stopsign.train.data.mine.records import Candidate
-from stopsign.train.data.mine.scan import ModelRun, SourceScan, iterate_frames, principal_point, scan_source
+from stopsign.train.data.mine.scan import ModelRun, SourceScan, iterate_frames, scan_source
 from stopsign.train.data.mine.signals import SignalConfig, collect
 
 CANDIDATES = "candidates.jsonl"
@@ -67,8 +67,7 @@ def shard_sources(sources: list[str], index: int, count: int) -> list[str]:
 def candidates_of(scan: SourceScan, config: MineConfig) -> list[Candidate]:
     """The frames of one scan that any signal picked, as candidates."""
     first = scan.frames[0]
-    focus = principal_point(scan.meta)
-    hits = collect(scan.frames, (first.width, first.height), config.signals, scan.labels, focus)
+    hits = collect(scan.frames, (first.width, first.height), config.signals, scan.labels)
     out = []
     for position, hit in sorted(hits.items()):
         frame = scan.frames[position]
