@@ -79,3 +79,4 @@ for model in shipped mined random; do
   done
 done
 "$bin/python" "$here/compare.py" "$out"
+"$bin/python" "$here/label_quality.py" "$out/mined" "$out/random" | tee "$out/label_quality.md"
