@@ -26,6 +26,7 @@ def _mined(task: Path) -> list[dict]:
     return [json.loads(line) for line in (task / "mined.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow  # about 15 s of CPU: three scans twice
 def test_shards_merged_equal_a_single_run(drives, tmp_path):
     sources = [str(d) for d in drives]
     common = ["--budget", "10", "--threads", "1", "--no-progress"]
