@@ -185,21 +185,32 @@ def flicker(frames: list[FrameRecord], config: SignalConfig) -> dict[int, Hit]:
     return out
 
 
-def false_events(
-    frames: list[FrameRecord], labels: dict[int, list[list[float]]] | None, config: SignalConfig
-) -> dict[int, Hit]:
-    """Frames around confirmed tracks that overlap no labelled sign (``labels``: frame index -> boxes)."""
+def false_tracks(
+    frames: list[FrameRecord], labels: dict[int, list[list[float]]] | None
+) -> list[TrackHistory]:
+    """Confirmed tracks whose box at confirmation overlaps no labelled sign (none without labels)."""
     if labels is None:
-        return {}
-    out: dict[int, Hit] = {}
+        return []
+    out = []
     for history in track_histories(frames).values():
         if not history.confirmed or history.first_confirmed is None:
             continue
         position = history.first_confirmed
         seen = next(t for t in frames[position].tracks if t.track_id == history.track_id)
-        truth = labels.get(frames[position].index, [])
-        if any(iou(seen.box, box) >= 0.1 for box in truth):
-            continue
+        if not any(iou(seen.box, box) >= 0.1 for box in labels.get(frames[position].index, [])):
+            out.append(history)
+    return out
+
+
+def false_events(
+    frames: list[FrameRecord], labels: dict[int, list[list[float]]] | None, config: SignalConfig
+) -> dict[int, Hit]:
+    """Frames around confirmed tracks that overlap no labelled sign (``labels``: frame index -> boxes)."""
+    out: dict[int, Hit] = {}
+    for history in false_tracks(frames, labels):
+        position = history.first_confirmed
+        assert position is not None
+        seen = next(t for t in frames[position].tracks if t.track_id == history.track_id)
         first = history.positions[0]
         last = min(len(frames), position + config.false_context + 1)
         for p in range(max(0, first - config.false_context), last):
@@ -220,7 +231,11 @@ def collect(
     """Every signal over one scan, merged per frame position (false-event frames propose nothing
     of the false track: detector proposals of other signals stay)."""
     merged: dict[int, Hit] = {}
-    for position, proposals in backfill(frames, frame_wh, config.backfill, focus).items():
+    false_ids = {h.track_id for h in false_tracks(frames, labels)}
+    for position, found in backfill(frames, frame_wh, config.backfill, focus).items():
+        proposals = [p for p in found if p.track_id not in false_ids]  # never follow a known false track
+        if not proposals:
+            continue
         hit = merged.setdefault(position, Hit())
         detail = ", ".join(f"track {p.track_id} ({p.origin})" for p in proposals)
         hit.add("backfill", detail, proposals)

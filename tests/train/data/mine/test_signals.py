@@ -130,3 +130,18 @@ def test_collect_merges_reasons_and_priorities():
     assert [r.split(":")[0] for r in hit.reasons] == ["disagree_tiles", "uncertain"]
     assert hit.priority == pytest.approx(2.5 + 0.25 * 1.0)
     assert len(hit.proposals) == 1  # the same box from two signals is proposed once
+
+
+def test_a_known_false_track_is_never_backfilled():
+    """A red object confirmed on a labelled drive: its backfill (15 frames back) proposes nothing,
+    also before the false-event window (3 frames before the track)."""
+    frames = [frame(i) for i in range(12)]
+    frames += [
+        frame(12 + i, [(*RED_BOX, 0.7)], tracks=[seen(5, RED_BOX, confirmed=i >= 2)]) for i in range(6)
+    ]
+    labels = {i: [] for i in range(18)}
+    merged = collect(frames, (1280, 720), CONFIG, labels)
+    assert all(not h.proposals for h in merged.values())
+    assert not any(r.startswith("backfill") for h in merged.values() for r in h.reasons)
+    unlabelled = collect(frames, (1280, 720), CONFIG, None)  # without labels it cannot be known
+    assert any(r.startswith("backfill") for h in unlabelled.values() for r in h.reasons)
