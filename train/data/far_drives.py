@@ -118,7 +118,12 @@ def build_far_approach(
 
 
 def far_drives_from_dataset(
-    real: Path, out: Path, count: int, seed: int = 0, options: ApproachOptions | None = None, part: str = "val"
+    real: Path,
+    out: Path,
+    count: int,
+    seed: int = 0,
+    options: ApproachOptions | None = None,
+    part: str = "val",
 ) -> list[Path]:
     """``count`` far-approach drives on the far-sign validation share of ``real``'s car frames
     (``part="train"``: on the training share, for drives to mine and train on, never evaluated)."""
