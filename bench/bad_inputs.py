@@ -179,6 +179,23 @@ def bad_threshold(scratch: Path) -> list[str]:
     return _detect("--source", str(VIDEO), "--conf", "1.5")
 
 
+def can_unknown_interface(scratch: Path) -> list[str]:
+    return _detect("--source", str(VIDEO), "--can", "pcann:PCAN_USBBUS1")
+
+
+def can_dbc_lacking_signals(scratch: Path) -> list[str]:
+    text = (REPO / "deploy" / "can" / "stopsign.dbc").read_text()
+    dbc = scratch / "user.dbc"
+    kept = [line for line in text.splitlines() if not line.startswith((" SG_ TrackId ", " SG_ Fps "))]
+    dbc.write_text("\n".join(kept) + "\n")
+    return _detect("--source", str(VIDEO), "--can", "virtual:ch0", "--can-dbc", str(dbc))
+
+
+def can_missing_interface(scratch: Path) -> list[str]:
+    # No can9 here (and no SocketCAN at all on a kernel without the can module): warn, retry, go on.
+    return _detect("--source", str(VIDEO), "--can", "socketcan:can9")
+
+
 CASES = (
     Case("truncated_onnx", "ONNX file cut short", truncated_onnx, 1, ("truncated.onnx", "cannot load it")),
     Case("text_as_onnx", "a text file named .onnx", text_as_onnx, 1, ("notes.onnx", "cannot load it")),
@@ -207,6 +224,12 @@ CASES = (
     Case("events_read_only", "--events into a read-only folder", events_read_only, 0,
          ("sink events failed", "Read-only file system", "events.jsonl"), needs_mount=True),
     Case("bad_threshold", "--conf 1.5", bad_threshold, 2, ("conf",)),
+    Case("can_unknown_interface", "--can pcann:PCAN_USBBUS1 (no such python-can interface)",
+         can_unknown_interface, 2, ("pcann", "unknown CAN interface")),
+    Case("can_dbc_lacking_signals", "--can-dbc: a DBC without TrackId and Fps", can_dbc_lacking_signals, 2,
+         ("user.dbc", "StopSignEvent has no signal TrackId", "DetectorStatus has no signal Fps")),
+    Case("can_missing_interface", "--can socketcan:can9 (no such interface)", can_missing_interface, 0,
+         ("cannot open socketcan:can9", "detection goes on", '"sink_error"')),
 )  # fmt: skip
 
 

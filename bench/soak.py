@@ -8,8 +8,10 @@ Runs ``edge-detect``'s pipeline in this process on a live test source (or --sour
 /proc/self every --sample-s seconds; latency p50/p99 come from the 1 Hz heartbeat events.
 The summary compares RSS after warm-up with the end and p99 in the first and last fifths.
 
-``--frames N`` runs for N frames instead of minutes. A recorded drive (``drive://``) is then
-replayed endlessly at full speed: at its end the source is closed and opened again (so the
+Two modes. ``--mode live`` (the default) is what a car does: one long-lived source, built once,
+delivering at a camera's rate (default a live 720p GStreamer test pattern at 30 fps; any live URI,
+such as the project's RTSP camera serving a drive, works). ``--mode replay`` soaks the rebuild
+path: a recorded drive (``drive://``, required) is replayed endlessly at full speed: at its end the source is closed and opened again (so the
 GStreamer set-up and teardown soak too), frame indices and timestamps carrying on. The summary
 adds one row per ``--block`` frames: RSS, fds and threads at the block's end, the median and
 worst of the per-second p99 latencies in it, and the events files' size (with rotation at
@@ -236,7 +238,14 @@ def plot(samples: list[dict[str, float]], beats: list[dict], path: Path) -> None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--source", default="test://?size=640x480&fps=30")
+    parser.add_argument(
+        "--mode",
+        choices=("live", "replay"),
+        default="live",
+        help="live: one long-lived source at the camera's rate (a car); replay: a drive:// replayed "
+        "endlessly at full speed (soaks the source rebuilds)",
+    )
+    parser.add_argument("--source", help="live default: test://?pattern=ball&size=1280x720&fps=30")
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--frames", type=int, default=0, help="stop after this many frames (drive:// loops)")
     parser.add_argument("--block", type=int, default=100_000, help="frames per summary row with --frames")
@@ -246,6 +255,14 @@ def main() -> None:
     parser.add_argument("--budget-ms", type=float, default=100.0)
     parser.add_argument("--out", default="bench/results/soak")
     args = parser.parse_args()
+    if args.source is None:
+        if args.mode == "replay":
+            parser.error("--mode replay needs --source drive://FOLDER")
+        args.source = "test://?pattern=ball&size=1280x720&fps=30"
+    if args.mode == "replay" and not args.source.startswith("drive://"):
+        parser.error(f"--mode replay replays a recorded drive (drive://FOLDER), not {args.source}")
+    if args.mode == "live" and args.source.startswith("drive://"):
+        parser.error("--mode live needs a live source; a drive:// is --mode replay")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     events = out / "events.jsonl"
@@ -265,7 +282,7 @@ def main() -> None:
     sampler.start()
     # Ctrl-C / SIGTERM end the run early but still write the summary of what ran.
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    endless = args.frames and args.source.startswith("drive://")
+    endless = args.mode == "replay"
     try:
         code = run_detect(config, stop, source_factory=endless_factory if endless else make_source)
     finally:

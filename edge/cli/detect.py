@@ -23,23 +23,13 @@ from typing import Any
 
 from stopsign.edge.backends.base import Backend, BackendError, BackendOptions, resolve_model
 from stopsign.edge.cli.detect_config import ConfigError, DetectConfig, build_config, load_yaml_config
+from stopsign.edge.cli.outputs import add_output_arguments, check_outputs, make_sinks
 from stopsign.edge.model.spec import ModelSpec, ModelSpecError
 from stopsign.edge.runtime.events import EventChannel
 from stopsign.edge.runtime.inference import BackendSupervisor, FatalBackendError
 from stopsign.edge.runtime.loop import DetectionLoop, LoopConfig, TrackerLike
 from stopsign.edge.runtime.sdnotify import SdNotifier
-from stopsign.edge.sinks import (
-    DetectionsSink,
-    EventSink,
-    FrameLogSink,
-    GuardedSink,
-    ShowSink,
-    Sink,
-    UdpSink,
-    VideoSink,
-    gui_available,
-    parse_host_port,
-)
+from stopsign.edge.sinks import GuardedSink
 from stopsign.edge.sources.base import Source, SourceError, SourceOptions, StatusReport
 from stopsign.edge.sources.factory import make_source
 from stopsign.edge.sources.launch import HARDWARE_DECODERS, CameraOptions
@@ -145,14 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     trk.add_argument("--speed-kmh", type=float, help="vehicle speed for time-to-sign (default: none)")
 
     out = p.add_argument_group("outputs")
-    out.add_argument("--detections", help="per-frame (or per-image) detections, JSON lines")
-    out.add_argument("--events", help="events and status, JSON lines (default: stdout '-')")
-    out.add_argument("--events-max-bytes", type=int, help="rotate the events file past this size")
-    out.add_argument("--log-frames", help="per-frame records with stage timings, JSON lines")
-    out.add_argument("--log-max-bytes", type=int, help="rotate the frame log past this size")
-    out.add_argument("--save", help="annotated video (.mp4)")
-    out.add_argument("--show", action="store_true", default=None, help="show annotated frames in a window")
-    out.add_argument("--udp", help="send events and detections as JSON datagrams to host:port")
+    add_output_arguments(out)
     p.add_argument("--config", help="YAML file of settings (flags override it)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -185,22 +168,6 @@ def load_backend(config: DetectConfig) -> tuple[Backend, ModelSpec]:
     if config.img is not None and (config.img, config.img) != tuple(spec.input_size):
         raise BackendError(f"--img {config.img} does not match {path}'s input size {list(spec.input_size)}")
     return backend, spec
-
-
-def make_sinks(config: DetectConfig, spec: ModelSpec, source: Source) -> list[Sink]:
-    names = spec.class_names
-    sinks: list[Sink] = [EventSink(config.events, config.events_max_bytes)]
-    if config.detections:
-        sinks.append(DetectionsSink(config.detections, names))
-    if config.log_frames:
-        sinks.append(FrameLogSink(config.log_frames, config.log_max_bytes))
-    if config.save:
-        sinks.append(VideoSink(config.save, lambda: source.fps, names))
-    if config.show:
-        sinks.append(ShowSink(names))
-    if config.udp:
-        sinks.append(UdpSink(config.udp, names))
-    return sinks
 
 
 def principal_point(config: DetectConfig) -> tuple[float, float] | None:
@@ -258,15 +225,9 @@ def decoder_choice(source: Source) -> str | None:
 
 
 def preflight(config: DetectConfig) -> None:
-    """Errors a user should see before anything opens (bad URI, --show without GUI, bad --udp)."""
+    """Errors a user should see before anything opens (bad URI, --show without GUI, bad --udp or --can)."""
     parse_source_uri(config.uri)
-    if config.udp:
-        try:
-            parse_host_port(config.udp)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-    if config.show and not gui_available():
-        raise ConfigError("--show needs OpenCV with a GUI: pip install opencv-python (not -headless)")
+    check_outputs(config)
 
 
 def run_detect(
@@ -288,7 +249,7 @@ def run_detect(
     guarded: list[GuardedSink] = []
     try:
         source.open()
-        guarded = [GuardedSink(s, channel.emit) for s in make_sinks(config, spec, source)]
+        guarded = [GuardedSink(s, channel.emit) for s in make_sinks(config, spec, source, channel.emit)]
         channel.receivers.extend(guarded)
         for sink in guarded:
             sink.open()

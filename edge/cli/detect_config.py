@@ -51,6 +51,10 @@ class DetectConfig:
     save: str | None = None
     show: bool = False
     udp: str | None = None
+    # CAN (stopsign.edge.sinks.can): INTERFACE:CHANNEL, the DBC (None: the shipped one), status rate.
+    can: str | None = None
+    can_dbc: str | None = None
+    can_status_hz: float = 10.0
     health: bool = True
     max_backend_failures: int = 3
     reject_identical: bool = True
@@ -90,7 +94,7 @@ class DetectConfig:
                 fail(key, "must be in [0, 1]")
         if self.iou is not None and not 0.0 <= self.iou <= 1.0:
             fail("iou", "must be in [0, 1]")
-        positive = ("budget_ms", "stall_timeout", "open_timeout", "max_backend_failures")
+        positive = ("budget_ms", "stall_timeout", "open_timeout", "max_backend_failures", "can_status_hz")
         for key in positive:
             value = getattr(self, key)
             if not (math.isfinite(value) and value > 0):
@@ -98,6 +102,10 @@ class DetectConfig:
         for key in ("threads", "max_frames", "log_max_bytes", "events_max_bytes"):
             if getattr(self, key) < 0:
                 fail(key, "must be >= 0")
+        if self.can_dbc and not self.can:
+            fail("can_dbc", "needs --can INTERFACE:CHANNEL to send on")
+        if self.can_status_hz > 100:
+            fail("can_status_hz", "must be at most 100 (a status frame every 10 ms)")
         hits, sep, window = self.confirm.partition("/")
         if not (sep and hits.isdigit() and window.isdigit() and 1 <= int(hits) <= int(window)):
             fail("confirm", "must be M/N with 1 <= M <= N, e.g. 3/4")

@@ -5,6 +5,8 @@
 - ``jsonl``: detections, events and the per-frame stage log as JSON lines;
 - ``draw``: the overlay drawn by the outputs that show pictures;
 - ``video``: the annotated video file; ``window``: a desktop window; ``udp``: JSON datagrams.
+- ``can`` (with ``can_dbc`` and ``can_status``): CAN frames defined by a DBC; python-can and
+  cantools are an extra, so it is imported by the CLI only for ``--can``, never from here.
 
 Sinks never import backends (a contract CI checks): they see frames, results and events only.
 """

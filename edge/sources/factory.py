@@ -38,7 +38,10 @@ def make_source(uri: SourceURI | str, options: SourceOptions, report: StatusRepo
         target: str | int = uri.target
         if drive is not None:
             target = str(drive.video)
-        return OpenCvSource(target, live=uri.kind in ("v4l2", "rtsp"), timestamps=timestamps)
+        live = uri.kind in LIVE_KINDS
+        if live:  # a camera has no end: a failed read is a fault, then a reconnect
+            options = dataclasses.replace(options, endless=True)
+        return OpenCvSource(target, live=live, timestamps=timestamps, options=options, report=report)
     candidates = candidates_for(uri, options.camera, elements, drive.video if drive else None)
     hardware = preferred_decoders(elements)
     if hardware:

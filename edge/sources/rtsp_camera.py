@@ -12,6 +12,10 @@ gets faint sensor noise (a real sensor never sends two identical frames; the edg
 rejects identical ones as a frozen driver). ``--hold-frame N`` shows frame N forever: a car
 waiting at a stop sign.
 
+``--encoded`` serves the file's own H.264 stream as it is, without decoding or re-encoding: a
+camera that encodes on a chip of its own, so that the server costs the machine under test almost
+nothing (benches that measure the detector's decode use it; the stream plays once, in real time).
+
 ``--garbage`` serves no RTSP at all: every connection gets random bytes, as from a device that
 lost its mind or a wrong service on the port.
 
@@ -89,7 +93,9 @@ class _Feeder:
             self.stop.wait(max(0.0, next_at - time.monotonic()))
 
 
-def serve_rtsp(frames: list[np.ndarray], fps: float, port: int, path: str, epoch: float) -> None:
+def serve_rtsp(
+    frames: list[np.ndarray], fps: float, port: int, path: str, epoch: float, encoded: Path | None = None
+) -> None:
     import gi
 
     gi.require_version("Gst", "1.0")
@@ -98,13 +104,19 @@ def serve_rtsp(frames: list[np.ndarray], fps: float, port: int, path: str, epoch
 
     Gst.init(None)
     height, width = frames[0].shape[:2]
-    launch = (
-        f"( appsrc name=camera is-live=true format=time do-timestamp=false "
-        f"caps=video/x-raw,format=BGR,width={width},height={height},framerate={round(fps)}/1 "
-        f"! videoconvert ! video/x-raw,format=I420 "
-        f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={KEYFRAME_INTERVAL} "
-        f"! rtph264pay name=pay0 pt=96 config-interval=1 )"
-    )
+    if encoded is not None:
+        location = str(encoded.resolve()).replace('"', '\\"')
+        launch = (
+            f'( filesrc location="{location}" ! parsebin ! rtph264pay name=pay0 pt=96 config-interval=1 )'
+        )
+    else:
+        launch = (
+            f"( appsrc name=camera is-live=true format=time do-timestamp=false "
+            f"caps=video/x-raw,format=BGR,width={width},height={height},framerate={round(fps)}/1 "
+            f"! videoconvert ! video/x-raw,format=I420 "
+            f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={KEYFRAME_INTERVAL} "
+            f"! rtph264pay name=pay0 pt=96 config-interval=1 )"
+        )
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(launch)
     factory.set_shared(False)  # one pipeline per client, as a camera with a session per viewer
@@ -116,7 +128,8 @@ def serve_rtsp(frames: list[np.ndarray], fps: float, port: int, path: str, epoch
         feeders.append(feeder)
         media.connect("unprepared", lambda _media: feeder.stop.set())
 
-    factory.connect("media-configure", on_configure)
+    if encoded is None:
+        factory.connect("media-configure", on_configure)
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(port))
@@ -167,14 +180,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hold-frame", type=int, default=None, help="serve only this frame, forever")
     parser.add_argument("--max-frames", type=int, default=900, help="frames kept in memory (default 900)")
     parser.add_argument("--garbage", action="store_true", help="answer every connection with random bytes")
+    parser.add_argument(
+        "--encoded", action="store_true", help="serve the video's H.264 stream as it is (no re-encoding)"
+    )
     args = parser.parse_args(argv)
     if args.garbage:
         serve_garbage(args.port)
         return 0
     if args.video is None:
         parser.error("--video is required (unless --garbage)")
-    frames, fps = load_frames(args.video, args.hold_frame, args.max_frames)
-    serve_rtsp(frames, fps, args.port, args.path, time.time() if args.epoch is None else args.epoch)
+    frames, fps = load_frames(args.video, args.hold_frame, 1 if args.encoded else args.max_frames)
+    epoch = time.time() if args.epoch is None else args.epoch
+    serve_rtsp(frames, fps, args.port, args.path, epoch, args.video if args.encoded else None)
     return 0
 
 

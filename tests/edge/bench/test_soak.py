@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.bench_scripts import load_bench_script
 from tests.edge.helpers import requires_gstreamer
 
@@ -21,7 +23,7 @@ def test_frames_mode_replays_the_drive_and_keeps_every_heartbeat(
 ) -> None:
     soak = load_bench_script("soak")
     out = tmp_path / "soak"
-    argv = ["soak.py", "--model", str(tiny_onnx), "--frames", "400", "--block", "100", "--sample-s", "0.2",
+    argv = ["soak.py", "--mode", "replay", "--model", str(tiny_onnx), "--frames", "400", "--block", "100", "--sample-s", "0.2",
             "--warmup-s", "0", "--events-max-bytes", "2000", "--out", str(out),
             "--source", f"drive://{REPO / 'samples' / 'drives' / 'day_approach'}"]  # fmt: skip
     monkeypatch.setattr(sys, "argv", argv)
@@ -38,3 +40,37 @@ def test_frames_mode_replays_the_drive_and_keeps_every_heartbeat(
     beats = result["latency"]
     assert beats and len(beats) >= result["summary"]["heartbeats"] >= 1
     assert all(row["fds"] == result["blocks"][0]["fds"] for row in result["blocks"])
+
+
+@requires_gstreamer
+def test_live_mode_keeps_one_source_for_the_whole_run(tiny_onnx: Path, tmp_path: Path, monkeypatch) -> None:
+    soak = load_bench_script("soak")
+    out = tmp_path / "live"
+    argv = ["soak.py", "--model", str(tiny_onnx), "--frames", "120", "--block", "40", "--sample-s", "0.2",
+            "--warmup-s", "0", "--out", str(out), "--source", "test://?pattern=ball&size=160x120&fps=60"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    soak.main()
+    result = json.loads((out / "soak.json").read_text())
+    assert result["exit_code"] == 0 and result["config"]["mode"] == "live"
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    kinds = [event["event"] for event in events]
+    assert kinds.count("started") == 1 and "source_rebuilding" not in kinds  # built once, never rebuilt
+    assert events[-1]["event"] == "stopped" and events[-1]["frames"] == 120
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--mode", "replay"],
+        ["--mode", "replay", "--source", "test://"],
+        ["--mode", "live", "--source", "drive://x"],
+    ],
+)
+def test_a_source_that_does_not_fit_the_mode_is_an_error(
+    tiny_onnx: Path, monkeypatch, argv: list[str]
+) -> None:
+    soak = load_bench_script("soak")
+    monkeypatch.setattr(sys, "argv", ["soak.py", "--model", str(tiny_onnx), *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        soak.main()
+    assert exit_info.value.code == 2
