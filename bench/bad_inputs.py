@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,8 @@ class Case:
     """``build(scratch)`` makes the bad input and returns the command's arguments.
 
     ``code``: the exit code expected; ``says``: substrings the user must see (stderr + stdout),
-    ``{scratch}`` replaced by the scratch folder.
+    ``{scratch}`` replaced by the scratch folder. ``around(scratch)``: a context the command runs
+    in (a local broker), entered before ``build``.
     """
 
     name: str
@@ -47,6 +49,7 @@ class Case:
     code: int
     says: tuple[str, ...]
     needs_mount: bool = False
+    around: Callable[[Path], AbstractContextManager[None]] | None = None
 
 
 def _detect(*args: str) -> list[str]:
@@ -155,6 +158,87 @@ def torn_drive(scratch: Path) -> list[str]:
     return _detect("--source", f"drive://{drive}")
 
 
+def _bag(
+    scratch: Path, name: str, frames: int = 8, raw: bool = False, damage: Callable | None = None
+) -> Path:
+    """A rosbag2 MCAP of the sample drive's first frames, written by rosbags' own writer (not the
+    project's), on ``/camera/image_raw`` (bgr8) or ``/camera/image_raw/compressed`` (JPEG).
+    ``damage(i, msg)`` may change message i before it is written."""
+    import cv2
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    t = store.types
+    capture = cv2.VideoCapture(str(VIDEO))
+    path = scratch / name
+    kind = "sensor_msgs/msg/Image" if raw else "sensor_msgs/msg/CompressedImage"
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        topic = "/camera/image_raw" if raw else "/camera/image_raw/compressed"
+        connection = writer.add_connection(topic, kind, typestore=store)
+        for i in range(frames):
+            ok, image = capture.read()
+            assert ok, VIDEO
+            stamp = 1_700_000_000_000_000_000 + i * 66_666_667
+            sec, nanosec = divmod(stamp, 1_000_000_000)
+            header = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
+                                             frame_id="camera")  # fmt: skip
+            if raw:
+                msg = t[kind](header=header, height=image.shape[0], width=image.shape[1], encoding="bgr8",
+                              is_bigendian=0, step=image.shape[1] * 3, data=image.reshape(-1))  # fmt: skip
+            else:
+                msg = t[kind](header=header, format="jpeg", data=cv2.imencode(".jpg", image)[1].reshape(-1))
+            if damage is not None:
+                damage(i, msg)
+            writer.write(connection, stamp, store.serialize_cdr(msg, kind))
+    capture.release()
+    return path
+
+
+def bag_truncated(scratch: Path) -> list[str]:
+    whole = _bag(scratch, "whole")
+    data = (whole / "whole.mcap").read_bytes()
+    (scratch / "cut.mcap").write_bytes(data[: len(data) * 2 // 3])
+    return _detect("--source", str(scratch / "cut.mcap"))
+
+
+def bag_garbage(scratch: Path) -> list[str]:
+    (scratch / "random.mcap").write_bytes(os.urandom(50_000))
+    return _detect("--source", str(scratch / "random.mcap"))
+
+
+def bag_empty(scratch: Path) -> list[str]:
+    return _detect("--source", f"bag://{_bag(scratch, 'empty', frames=0)}")
+
+
+def bag_missing_topic(scratch: Path) -> list[str]:
+    return _detect("--source", f"bag://{_bag(scratch, 'run')}?topic=/front/image_raw")
+
+
+def bag_unknown_encoding(scratch: Path) -> list[str]:
+    def depth_image(i: int, msg: object) -> None:
+        if i == 3:
+            msg.encoding = "16UC1"  # type: ignore[attr-defined]
+
+    return _detect("--source", f"bag://{_bag(scratch, 'run', raw=True, damage=depth_image)}")
+
+
+def bag_undecodable_image(scratch: Path) -> list[str]:
+    def garbage(i: int, msg: object) -> None:
+        if i == 3:
+            msg.data = msg.data[: len(msg.data) // 20]  # type: ignore[attr-defined]
+
+    return _detect("--source", f"bag://{_bag(scratch, 'run', damage=garbage)}")
+
+
+def bag_out_of_order(scratch: Path) -> list[str]:
+    def step_back(i: int, msg: object) -> None:
+        if i == 4:
+            msg.header.stamp.sec -= 1  # type: ignore[attr-defined]
+
+    return _detect("--source", f"bag://{_bag(scratch, 'run', damage=step_back)}")
+
+
 def detections_full_disk(scratch: Path) -> list[str]:
     return _detect("--source", str(VIDEO), "--detections", "/dev/full")
 
@@ -177,6 +261,39 @@ def events_read_only(scratch: Path) -> list[str]:
 
 def bad_threshold(scratch: Path) -> list[str]:
     return _detect("--source", str(VIDEO), "--conf", "1.5")
+
+
+def mqtt_bad_url(scratch: Path) -> list[str]:
+    return _detect("--source", str(VIDEO), "--mqtt", "mqtts://127.0.0.1:88x3/cars/car1")
+
+
+def mqtt_missing_ca(scratch: Path) -> list[str]:
+    return _detect("--source", str(VIDEO), "--mqtt", "mqtts://127.0.0.1:8883/cars/car1",
+                   "--mqtt-ca", str(scratch / "fleet-ca.crt"))  # fmt: skip
+
+
+@contextlib.contextmanager
+def local_broker(scratch: Path) -> Iterator[None]:
+    """A real mosquitto on 127.0.0.1 (TLS, passwords, ACL: deploy/mqtt/); its folder is scratch/broker."""
+    from stopsign.edge.sinks.mqtt_broker import LocalBroker
+
+    broker = LocalBroker.create(scratch / "broker")
+    broker.start()
+    (scratch / "broker.port").write_text(str(broker.port))
+    try:
+        yield
+    finally:
+        broker.stop(kill=False)
+
+
+def mqtt_wrong_password(scratch: Path) -> list[str]:
+    credentials = scratch / "credentials"
+    credentials.write_text("username=car1\npassword=not-the-password\n")
+    credentials.chmod(0o600)
+    port = (scratch / "broker.port").read_text()
+    return _detect("--source", str(VIDEO), "--mqtt", f"mqtts://127.0.0.1:{port}/cars/car1",
+                   "--mqtt-ca", str(scratch / "broker" / "ca.crt"), "--mqtt-credentials", str(credentials),
+                   "--mqtt-queue", str(scratch / "queue.sqlite"))  # fmt: skip
 
 
 def can_unknown_interface(scratch: Path) -> list[str]:
@@ -224,12 +341,30 @@ CASES = (
     Case("events_read_only", "--events into a read-only folder", events_read_only, 0,
          ("sink events failed", "Read-only file system", "events.jsonl"), needs_mount=True),
     Case("bad_threshold", "--conf 1.5", bad_threshold, 2, ("conf",)),
+    Case("mqtt_bad_url", "--mqtt URL with a port that is not a number", mqtt_bad_url, 2, ("--mqtt", "port")),
+    Case("mqtt_missing_ca", "--mqtt-ca file that does not exist", mqtt_missing_ca, 2,
+         ("--mqtt-ca", "fleet-ca.crt", "no such file")),
+    Case("mqtt_wrong_password", "MQTT broker (real mosquitto) refuses the password", mqtt_wrong_password, 0,
+         ("refused the connection: Not authorized", "user 'car1'", "credentials"), around=local_broker),
     Case("can_unknown_interface", "--can pcann:PCAN_USBBUS1 (no such python-can interface)",
          can_unknown_interface, 2, ("pcann", "unknown CAN interface")),
     Case("can_dbc_lacking_signals", "--can-dbc: a DBC without TrackId and Fps", can_dbc_lacking_signals, 2,
          ("user.dbc", "StopSignEvent has no signal TrackId", "DetectorStatus has no signal Fps")),
     Case("can_missing_interface", "--can socketcan:can9 (no such interface)", can_missing_interface, 0,
          ("cannot open socketcan:can9", "detection goes on", '"sink_error"')),
+    Case("bag_truncated", "ROS 2 bag (.mcap) cut to 2/3 (recorder killed)", bag_truncated, 1,
+         ("cut.mcap: not a readable ROS bag", "cut short", "mcap recover")),
+    Case("bag_garbage", "random bytes named .mcap", bag_garbage, 1, ("random.mcap: not a readable ROS bag",)),
+    Case("bag_empty", "rosbag2 with its image topic but no messages", bag_empty, 1,
+         ("empty: no messages on /camera/image_raw/compressed",)),
+    Case("bag_missing_topic", "bag://...?topic= a topic the bag lacks", bag_missing_topic, 1,
+         ("no topic /front/image_raw", "image topics: ['/camera/image_raw/compressed']")),
+    Case("bag_unknown_encoding", "bag: one Image in encoding 16UC1 (depth)", bag_unknown_encoding, 0,
+         ("frame_rejected", "/camera/image_raw at stamp 1700000000200000001: unknown encoding '16UC1'")),
+    Case("bag_undecodable_image", "bag: one CompressedImage cut to 5% of its JPEG", bag_undecodable_image, 0,
+         ("frame_rejected", "/camera/image_raw/compressed at stamp 1700000000200000001", "do not decode")),
+    Case("bag_out_of_order", "bag: a header stamp 1 s before the previous frame's", bag_out_of_order, 0,
+         ("frame_rejected", "at stamp 1699999999266666668: stamp not after the previous")),
 )  # fmt: skip
 
 
@@ -258,7 +393,7 @@ def scratch_folder(mounts: bool) -> Iterator[Path]:
 
 def run_case(case: Case, timeout_s: float = 120) -> dict:
     """Run one case; returns its exit code and what the user saw (stderr lines + status events)."""
-    with scratch_folder(case.needs_mount) as scratch:
+    with scratch_folder(case.needs_mount) as scratch, _around(case, scratch):
         argv = case.build(scratch)
         done = subprocess.run(
             [sys.executable, *argv], capture_output=True, text=True, timeout=timeout_s, cwd=REPO
@@ -266,9 +401,14 @@ def run_case(case: Case, timeout_s: float = 120) -> dict:
         seen = [
             line for line in done.stderr.splitlines() if line.strip() and not any(n in line for n in NOISE)
         ]
-        seen += [line for line in done.stdout.splitlines() if '"sink_error"' in line][:1]
+        for kind in ('"sink_error"', '"frame_rejected"', '"source_error"'):
+            seen += [line for line in done.stdout.splitlines() if kind in line][:1]
         text = "\n".join(seen).replace(str(scratch), "{scratch}")
     return {"case": case.name, "what": case.what, "code": done.returncode, "seen": text}
+
+
+def _around(case: Case, scratch: Path) -> AbstractContextManager[None]:
+    return case.around(scratch) if case.around is not None else contextlib.nullcontext()
 
 
 def markdown(rows: Sequence[dict]) -> str:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stopsign.edge.replay.drive import read_labels
+from stopsign.edge.replay.bag_convert import drive_labels
 from stopsign.edge.replay.metrics import drive_metrics
 from stopsign.edge.replay.runner import replay
 from stopsign.edge.tracking import AHEAD
@@ -31,6 +31,8 @@ SHIPPED = REPO / "edge" / "assets" / "stopsign.onnx"
 def true_distances(drive: Path) -> dict[int, float]:
     """Frame -> labelled distance (m), for drives whose labels carry ``distance_m``."""
     out: dict[int, float] = {}
+    if not (drive / "labels.jsonl").is_file():  # a bag: its labels carry boxes only (pinhole estimate)
+        return out
     for line in (drive / "labels.jsonl").read_text().splitlines():
         record = json.loads(line) if line.strip() else {}
         if "distance_m" in record:
@@ -45,7 +47,7 @@ def run_setting(
     for drive in drives:
         result = replay(drive, model, backend, 0.25, threads=threads, tiles=TileConfig.parse(tiles),
                         enter_threshold=enter)  # fmt: skip
-        labels = read_labels(drive, len(result.timestamps))
+        labels = drive_labels(drive, result.timestamps)
         if labels is None:
             continue
         metrics = drive_metrics(result, labels)

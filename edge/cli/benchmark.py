@@ -337,6 +337,7 @@ def bench_e2e(
     duration_s: float | None = None,
     tiles: str = "none",
     rate: float | None = None,
+    source_live: bool | None = None,
 ) -> BenchRun:
     """End-to-end through the real pipeline (``run_detect``); per-frame stage timings from its frame log.
 
@@ -347,6 +348,9 @@ def bench_e2e(
 
     ``tiles``: the ``--tiles`` setting of edge-detect; the run's ``batch`` is then the number of
     images per frame (whole frame + tiles), and ``fps`` stays frames per second.
+
+    ``source_live``: edge-detect's ``--live`` (None: the source decides), e.g. to play a file paced by
+    GStreamer's clock as a camera would deliver it.
 
     ``frames`` processed frames after ``warmup`` are measured, or, with ``duration_s``, those
     processed in that many seconds. Latency per frame is capture age (live sources) + total, the
@@ -362,7 +366,7 @@ def bench_e2e(
             source=paced_source(source, rate), model=str(model), backend=backend, threads=threads,
             max_frames=0 if duration_s else warmup + frames + 1,
             log_frames=str(log), events=str(Path(tmp) / "events.jsonl"), health=False, reject_identical=False,
-            tiles=tiles,
+            tiles=tiles, live=source_live,
         )  # fmt: skip
         config.validate()
         holder: dict[str, Any] = {}

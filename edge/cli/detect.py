@@ -179,7 +179,14 @@ def principal_point(config: DetectConfig) -> tuple[float, float] | None:
 
 
 def drive_intrinsics(uri: str) -> CameraIntrinsics | None:
-    """The camera intrinsics recorded in a drive's meta.json (``drive://DIR``), else None."""
+    """The camera intrinsics recorded in a drive's meta.json (``drive://DIR``) or a bag's CameraInfo
+    topic, else None."""
+    parsed = parse_source_uri(uri)
+    if parsed.kind == "bag":
+        from stopsign.edge.sources.bag import BagOptions, bag_camera_meta
+
+        meta = bag_camera_meta(parsed.target, BagOptions.from_query(parsed.options))
+        return CameraIntrinsics.from_meta(meta) if meta is not None else None
     if not uri.startswith("drive://"):
         return None
     meta = Path(uri[len("drive://") :]) / "meta.json"

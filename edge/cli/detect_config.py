@@ -51,10 +51,22 @@ class DetectConfig:
     save: str | None = None
     show: bool = False
     udp: str | None = None
+    # MQTT (stopsign.edge.sinks.mqtt): URL, TLS files, credentials file (never the password itself)
+    # and the store and forward queue; checked by edge-detect's preflight.
+    mqtt: str | None = None
+    mqtt_ca: str | None = None
+    mqtt_cert: str | None = None
+    mqtt_key: str | None = None
+    mqtt_credentials: str | None = None
+    mqtt_queue: str = "~/.cache/stopsign-edge/mqtt-queue.sqlite"
+    mqtt_queue_max: int = 10_000
     # CAN (stopsign.edge.sinks.can): INTERFACE:CHANNEL, the DBC (None: the shipped one), status rate.
     can: str | None = None
     can_dbc: str | None = None
     can_status_hz: float = 10.0
+    # A ROS 2 bag of detections, annotations, events (and frames: every | events | none).
+    bag_out: str | None = None
+    bag_frames: str = "none"
     health: bool = True
     max_backend_failures: int = 3
     reject_identical: bool = True
@@ -99,6 +111,8 @@ class DetectConfig:
             value = getattr(self, key)
             if not (math.isfinite(value) and value > 0):
                 fail(key, "must be > 0")
+        if self.mqtt_queue_max < 1:
+            fail("mqtt_queue_max", "must be >= 1")
         for key in ("threads", "max_frames", "log_max_bytes", "events_max_bytes"):
             if getattr(self, key) < 0:
                 fail(key, "must be >= 0")
@@ -125,6 +139,10 @@ class DetectConfig:
         enter, stay = self.enter_threshold, self.stay_threshold
         if enter is not None and stay is not None and stay > enter:
             fail("stay_threshold", f"must not exceed enter_threshold {self.enter_threshold}")
+        if self.bag_frames not in ("every", "events", "none"):
+            fail("bag_frames", "must be every, events or none")
+        if self.bag_frames != "none" and not self.bag_out:
+            fail("bag_frames", "needs --bag-out")
         if self.img is not None and self.img <= 0:
             fail("img", "must be > 0")
         try:

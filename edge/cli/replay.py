@@ -7,6 +7,8 @@
     edge-replay DRIVE/ --realtime              recorded speed, live-mode frame skipping
     edge-replay DRIVES/* --report out/         table + timeline PNG per drive (labels when present)
     edge-replay DRIVES/* --report out/ --tiles auto --enter-threshold 0.4   the same, another set-up
+    edge-replay drive.mcap                     a ROS bag: its camera topic, frames keyed by stamp;
+                                               expected outputs in drive.mcap.expected/ (docs/ros2.md)
 
 Exit codes: 0 match (or written); 1 mismatch, with a diff naming frames and events; 2 bad input.
 """
@@ -21,7 +23,8 @@ from pathlib import Path
 
 from stopsign.edge.backends.base import BackendError
 from stopsign.edge.model.spec import ModelSpecError
-from stopsign.edge.replay.drive import DriveError, read_labels
+from stopsign.edge.replay.bag_convert import drive_labels
+from stopsign.edge.replay.drive import DriveError
 from stopsign.edge.replay.expected import (
     ExpectedError,
     Tolerance,
@@ -45,7 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edge-replay", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("drives", nargs="+", type=Path, help="recorded drive folders")
+    p.add_argument(
+        "drives",
+        nargs="+",
+        type=Path,
+        help="recorded drive folders, or ROS bags (.mcap, .bag, rosbag2 folders)",
+    )
     p.add_argument(
         "--model", type=Path, default=SHIPPED_MODEL, help=f"model (default: the shipped {SHIPPED_MODEL.name})"
     )
@@ -127,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = replay(
                 drive, args.model, args.backend, args.conf, args.realtime, args.threads, tiles, args.enter_threshold
             )  # fmt: skip
-            labels = read_labels(drive, len(result.timestamps))
+            labels = drive_labels(drive, result.timestamps)
             if args.update_expected:
                 print(f"{drive}: wrote {write_expected(result)}")
             elif args.realtime:

@@ -24,6 +24,7 @@ import numpy as np
 
 from stopsign.edge.model.artifacts import atomic_write_text
 from stopsign.edge.replay.runner import ReplayResult
+from stopsign.edge.sources.uri import is_bag_path
 from stopsign.edge.vision.postprocess import box_iou
 
 FORMAT_VERSION = 1
@@ -54,10 +55,17 @@ class Tolerance:
         return tolerance
 
 
+def expected_dir(drive: Path) -> Path:
+    """``DIR/expected`` for a folder (a drive, or a rosbag2 bag), ``FILE.expected`` beside a
+    single-file bag (``.mcap``, ``.bag``)."""
+    drive = Path(drive)
+    return drive / "expected" if drive.is_dir() else drive.with_name(drive.name + ".expected")
+
+
 def expected_path(drive: Path, model_sha256: str, runtime: str | None = None) -> Path:
     """``<sha256[:16]>.jsonl``, or with ``runtime`` ``<sha256[:16]>.<runtime>.jsonl``."""
     name = f"{model_sha256[:16]}.{runtime}" if runtime else model_sha256[:16]
-    return Path(drive) / "expected" / f"{name}.jsonl"
+    return expected_dir(drive) / f"{name}.jsonl"
 
 
 def runtime_specific(result: ReplayResult) -> bool:
@@ -106,9 +114,13 @@ def to_lines(result: ReplayResult) -> list[dict[str, Any]]:
          "drive": result.drive.name, "frames": len(result.frames), "runtime": result.runtime or None,
          "precision": result.precision}
     ]  # fmt: skip
+    keyed_by_stamp = is_bag_path(result.drive)  # a bag's frames are its messages: name their stamps
     for record in result.frames:
-        lines.append({"kind": "frame", "frame": record.frame, "detections": record.detections.to_records(names),
-                      "tracks": record.tracks})  # fmt: skip
+        line = {"kind": "frame", "frame": record.frame, "detections": record.detections.to_records(names),
+                "tracks": record.tracks}  # fmt: skip
+        if keyed_by_stamp:
+            line["stamp_ns"] = record.timestamp_ns
+        lines.append(line)
     lines += [{"kind": "event", **event} for event in result.events]
     return lines
 
@@ -239,6 +251,9 @@ def compare(expected: list[dict[str, Any]], actual: list[dict[str, Any]], tol: T
     frame_diffs: list[str] = []
     differing: list[int] = []
     for want, got in zip(want_frames, got_frames):
+        if "stamp_ns" in want and "stamp_ns" in got and want["stamp_ns"] != got["stamp_ns"]:
+            diffs.append(f"frame {want['frame']}: expected the message stamped {want['stamp_ns']}, "
+                         f"replayed {got['stamp_ns']} (a frame missing or added)")  # fmt: skip
         here = _compare_sets(
             f"frame {want['frame']} detections", want["detections"], got["detections"], "xyxy", tol
         )

@@ -17,6 +17,7 @@ from stopsign.edge.backends.base import Backend, BackendOptions, resolve_backend
 from stopsign.edge.model.artifacts import sha256_file
 from stopsign.edge.model.spec import ModelSpec
 from stopsign.edge.replay.drive import open_drive, read_frames
+from stopsign.edge.sources.uri import is_bag_path
 from stopsign.edge.tracking import CameraIntrinsics, Tracker, TrackerConfig
 from stopsign.edge.vision.detections import Detections
 from stopsign.edge.vision.preprocess import FrameBatcher
@@ -77,13 +78,20 @@ def replay(
     tiles: TileConfig | None = None,
     enter_threshold: float | None = None,
 ) -> ReplayResult:
-    """Replay ``folder`` through ``model``; see the module docstring.
+    """Replay ``folder`` (a drive folder, or a ROS bag: its one camera topic) through ``model``; see
+    the module docstring.
 
     ``tiles``: high-resolution tiles as in ``edge-detect --tiles`` (placed with the drive's
     intrinsics). ``enter_threshold``: the tracker's, instead of the default from the ModelSpec.
     """
-    drive = open_drive(folder)
-    images = read_frames(drive)
+    if is_bag_path(Path(folder)):  # a ROS bag: its camera topic, keyed by message stamp
+        from stopsign.edge.replay.bag_convert import read_bag_drive
+
+        bag = read_bag_drive(folder)
+        drive, images = bag.drive, bag.images
+    else:
+        drive = open_drive(folder)
+        images = read_frames(drive)
     runner, spec = load_backend(Path(model), backend, threads)
     result = ReplayResult(
         Path(folder), sha256_file(model), spec, timestamps=[t for _, t in drive.timestamps], runtime=runner.name,

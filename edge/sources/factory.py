@@ -24,6 +24,10 @@ def make_source(uri: SourceURI | str, options: SourceOptions, report: StatusRepo
         uri = parse_source_uri(uri)
     if uri.kind == "images":
         return ImageFolderSource(uri.target)
+    if uri.kind == "bag":  # read by rosbags (the 'ros' extra), imported only for a bag
+        from stopsign.edge.sources.bag import BagOptions, BagSource
+
+        return BagSource(uri.target, BagOptions.from_query(uri.options), report)
     drive = load_drive(uri.target) if uri.kind == "drive" else None
     timestamps = drive.timestamps if drive is not None else None
     from stopsign.edge.sources.gst import GstSource

@@ -2,8 +2,10 @@
 
 Accepted forms: ``/dev/videoN``, ``v4l2:///dev/videoN``, a bare camera number ``N``, ``csi://N``,
 ``file://path`` (or a path to a video file), ``drive://folder`` (a recorded drive), ``rtsp://...``,
-``test://?pattern=ball&fps=30&size=640x480&num-buffers=N&live=1``, ``gst://<launch line>`` and a
-folder of still images.
+``test://?pattern=ball&fps=30&size=640x480&num-buffers=N&live=1``, ``gst://<launch line>``, a
+folder of still images, and a ROS bag: ``bag://PATH?topic=/camera/image_raw/compressed&info=
+/camera/camera_info&realtime=1``, or a plain path to a ``.mcap`` / ROS 1 ``.bag`` file or a rosbag2
+folder (one with ``metadata.yaml``).
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-KINDS = ("v4l2", "csi", "file", "drive", "rtsp", "test", "gst", "images")
+KINDS = ("v4l2", "csi", "file", "drive", "rtsp", "test", "gst", "images", "bag")
 LIVE_KINDS = ("v4l2", "csi", "rtsp")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 TEST_OPTIONS = ("pattern", "fps", "size", "num-buffers", "live")
+BAG_OPTIONS = ("topic", "info", "realtime")
+BAG_SUFFIXES = (".mcap", ".bag")
 
 
 class SourceURIError(ValueError):
@@ -30,7 +34,7 @@ class SourceURI:
         kind: one of ``KINDS``.
         target: device path (v4l2), sensor id (csi), file or folder path (file, drive, images),
             URL (rtsp), launch line (gst); empty for test.
-        options: ``test://`` query options (strings), validated.
+        options: ``test://`` or ``bag://`` query options (strings), validated.
         text: the string as given.
     """
 
@@ -72,6 +76,28 @@ def _test_options(query: str, text: str) -> dict[str, str]:
     return options
 
 
+def _bag_options(query: str, text: str) -> dict[str, str]:
+    options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=False))
+    unknown = sorted(set(options) - set(BAG_OPTIONS))
+    if unknown:
+        raise SourceURIError(f"{text!r}: unknown bag:// options {unknown}; known: {list(BAG_OPTIONS)}")
+    if "realtime" in options and options["realtime"] not in ("0", "1", "true", "false"):
+        raise SourceURIError(f"{text!r}: realtime must be 0/1/true/false, got {options['realtime']!r}")
+    for key in ("topic", "info"):
+        if key in options and not options[key].startswith("/"):
+            raise SourceURIError(
+                f"{text!r}: {key} must be a topic name starting with '/', got {options[key]!r}"
+            )
+    return options
+
+
+def is_bag_path(path: Path) -> bool:
+    """A ``.mcap`` or ROS 1 ``.bag`` file, or a rosbag2 folder (it holds ``metadata.yaml``)."""
+    if path.is_dir():
+        return (path / "metadata.yaml").is_file()
+    return path.suffix.lower() in BAG_SUFFIXES
+
+
 def parse_source_uri(text: str) -> SourceURI:
     """Parse ``text``; raises :class:`SourceURIError` naming the string when it is not understood."""
     text = text.strip()
@@ -100,15 +126,22 @@ def parse_source_uri(text: str) -> SourceURI:
             return SourceURI("rtsp", text, text)
         if scheme == "test":
             return SourceURI("test", "", text, _test_options(rest.lstrip("?"), text))
+        if scheme == "bag":
+            target, _, query = rest.partition("?")
+            if not target:
+                raise SourceURIError(f"{text!r}: no path after bag://")
+            return SourceURI("bag", target, text, _bag_options(query, text))
         if scheme == "gst":
             if not rest.strip():
                 raise SourceURIError(f"{text!r}: no launch line after gst://")
             return SourceURI("gst", rest.strip(), text)
         raise SourceURIError(
             f"{text!r}: unknown source scheme {scheme!r}; use /dev/videoN, v4l2://, csi://, file://, "
-            "drive://, rtsp://, test:// or gst://"
+            "drive://, rtsp://, test://, gst:// or bag://"
         )
     path = Path(text)
+    if is_bag_path(path) and path.exists():
+        return SourceURI("bag", text, text)
     if path.is_dir():
         if (path / "frames.jsonl").is_file():
             return SourceURI("drive", text, text)

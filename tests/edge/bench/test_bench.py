@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -243,9 +244,13 @@ def test_gst_sources_run_paced_and_back_to_back_by_default(source, rates, expect
 def test_a_paced_run_takes_frames_at_the_cameras_rate(model: Path) -> None:
     paced = bench_e2e(model, "onnxruntime", GST_STILL, 15, warmup=2, rate=30)
     back_to_back = bench_e2e(model, "onnxruntime", GST_STILL, 15, warmup=2, rate=0)
-    # A 160-px model takes a few ms a frame: paced, the source sets the pace, not the model.
-    assert 20 <= paced.fps <= 31.5
-    assert back_to_back.fps > 40
+    # Paced, the source sets the pace: never faster than 30 fps; and when a frame takes well under
+    # its 33 ms slot, close to 30. Back to back, only the work sets it: faster than the camera.
+    assert paced.fps <= 31.5
+    work_ms = statistics.median(s["total"] for s in back_to_back.frame_stages)
+    if work_ms < 10:  # not a speed threshold: the comparison only means something when there is slack
+        assert paced.fps >= 24
+        assert back_to_back.fps > paced.fps
     assert paced.to_dict()["rate_fps"] == 30 and back_to_back.to_dict()["rate_fps"] == 0
     assert paced.source == GST_STILL  # the JSON names the source as given, the pace beside it
 
