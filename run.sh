@@ -14,7 +14,7 @@ APT_TEST_PACKAGES=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
   gstreamer1.0-libav gir1.2-gst-plugins-base-1.0 libgirepository1.0-dev libcairo2-dev python3-dev
   python3-venv pkg-config shellcheck slurm-wlm munge systemd gir1.2-gst-rtsp-server-1.0
-  chromium chromium-driver
+  mosquitto openssl chromium chromium-driver
 )
 APT_DEMO_PACKAGES=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,8 @@ class Case:
     """``build(scratch)`` makes the bad input and returns the command's arguments.
 
     ``code``: the exit code expected; ``says``: substrings the user must see (stderr + stdout),
-    ``{scratch}`` replaced by the scratch folder.
+    ``{scratch}`` replaced by the scratch folder. ``around(scratch)``: a context the command runs
+    in (a local broker), entered before ``build``.
     """
 
     name: str
@@ -47,6 +49,7 @@ class Case:
     code: int
     says: tuple[str, ...]
     needs_mount: bool = False
+    around: Callable[[Path], AbstractContextManager[None]] | None = None
 
 
 def _detect(*args: str) -> list[str]:
@@ -260,6 +263,39 @@ def bad_threshold(scratch: Path) -> list[str]:
     return _detect("--source", str(VIDEO), "--conf", "1.5")
 
 
+def mqtt_bad_url(scratch: Path) -> list[str]:
+    return _detect("--source", str(VIDEO), "--mqtt", "mqtts://127.0.0.1:88x3/cars/car1")
+
+
+def mqtt_missing_ca(scratch: Path) -> list[str]:
+    return _detect("--source", str(VIDEO), "--mqtt", "mqtts://127.0.0.1:8883/cars/car1",
+                   "--mqtt-ca", str(scratch / "fleet-ca.crt"))  # fmt: skip
+
+
+@contextlib.contextmanager
+def local_broker(scratch: Path) -> Iterator[None]:
+    """A real mosquitto on 127.0.0.1 (TLS, passwords, ACL: deploy/mqtt/); its folder is scratch/broker."""
+    from stopsign.edge.sinks.mqtt_broker import LocalBroker
+
+    broker = LocalBroker.create(scratch / "broker")
+    broker.start()
+    (scratch / "broker.port").write_text(str(broker.port))
+    try:
+        yield
+    finally:
+        broker.stop(kill=False)
+
+
+def mqtt_wrong_password(scratch: Path) -> list[str]:
+    credentials = scratch / "credentials"
+    credentials.write_text("username=car1\npassword=not-the-password\n")
+    credentials.chmod(0o600)
+    port = (scratch / "broker.port").read_text()
+    return _detect("--source", str(VIDEO), "--mqtt", f"mqtts://127.0.0.1:{port}/cars/car1",
+                   "--mqtt-ca", str(scratch / "broker" / "ca.crt"), "--mqtt-credentials", str(credentials),
+                   "--mqtt-queue", str(scratch / "queue.sqlite"))  # fmt: skip
+
+
 def can_unknown_interface(scratch: Path) -> list[str]:
     return _detect("--source", str(VIDEO), "--can", "pcann:PCAN_USBBUS1")
 
@@ -305,6 +341,11 @@ CASES = (
     Case("events_read_only", "--events into a read-only folder", events_read_only, 0,
          ("sink events failed", "Read-only file system", "events.jsonl"), needs_mount=True),
     Case("bad_threshold", "--conf 1.5", bad_threshold, 2, ("conf",)),
+    Case("mqtt_bad_url", "--mqtt URL with a port that is not a number", mqtt_bad_url, 2, ("--mqtt", "port")),
+    Case("mqtt_missing_ca", "--mqtt-ca file that does not exist", mqtt_missing_ca, 2,
+         ("--mqtt-ca", "fleet-ca.crt", "no such file")),
+    Case("mqtt_wrong_password", "MQTT broker (real mosquitto) refuses the password", mqtt_wrong_password, 0,
+         ("refused the connection: Not authorized", "user 'car1'", "credentials"), around=local_broker),
     Case("can_unknown_interface", "--can pcann:PCAN_USBBUS1 (no such python-can interface)",
          can_unknown_interface, 2, ("pcann", "unknown CAN interface")),
     Case("can_dbc_lacking_signals", "--can-dbc: a DBC without TrackId and Fps", can_dbc_lacking_signals, 2,
@@ -352,7 +393,7 @@ def scratch_folder(mounts: bool) -> Iterator[Path]:
 
 def run_case(case: Case, timeout_s: float = 120) -> dict:
     """Run one case; returns its exit code and what the user saw (stderr lines + status events)."""
-    with scratch_folder(case.needs_mount) as scratch:
+    with scratch_folder(case.needs_mount) as scratch, _around(case, scratch):
         argv = case.build(scratch)
         done = subprocess.run(
             [sys.executable, *argv], capture_output=True, text=True, timeout=timeout_s, cwd=REPO
@@ -364,6 +405,10 @@ def run_case(case: Case, timeout_s: float = 120) -> dict:
             seen += [line for line in done.stdout.splitlines() if kind in line][:1]
         text = "\n".join(seen).replace(str(scratch), "{scratch}")
     return {"case": case.name, "what": case.what, "code": done.returncode, "seen": text}
+
+
+def _around(case: Case, scratch: Path) -> AbstractContextManager[None]:
+    return case.around(scratch) if case.around is not None else contextlib.nullcontext()
 
 
 def markdown(rows: Sequence[dict]) -> str:

@@ -7,6 +7,7 @@ Grouped by purpose (``docs/architecture.md`` draws it from the real imports):
 - ``backends/``: inference behind one interface; ``sources/``: frames by URI;
 - ``tracking/``: temporal smoothing into events; ``runtime/``: the loop, events, health;
 - ``sinks/``: the outputs, one module each; ``replay/``: recorded drives and regression checks;
+- ``rosmsg/``: ROS 2 message types for bags in and out (the ``ros`` extra);
 - ``cli/``: the console scripts, the only layer that knows all of the above.
 
 Shared contracts used by training and export too:

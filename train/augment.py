@@ -11,6 +11,8 @@ import math
 import cv2
 import numpy as np
 
+from stopsign.train.data.corruptions import CORRUPTIONS, MAX_SEVERITY
+
 PAD_VALUE = 114
 
 
@@ -159,3 +161,27 @@ def flip(image: np.ndarray, labels: np.ndarray, horizontal: bool) -> tuple[np.nd
     h = image.shape[0]
     labels[:, [2, 4]] = h - labels[:, [4, 2]]
     return np.ascontiguousarray(image[::-1]), labels
+
+
+def camera_corruption(
+    image: np.ndarray,
+    probability: float,
+    severity_range: tuple[float, float],
+    rng: np.random.Generator,
+    names: tuple[str, ...] = tuple(CORRUPTIONS),
+) -> tuple[np.ndarray, str | None]:
+    """With ``probability``, one camera corruption (``stopsign.train.data.corruptions``: fog,
+    exposure, glare, blur, rain, dirt, compression...) picked uniformly from ``names``, at a
+    severity drawn uniformly from ``severity_range`` (0-5, fractions allowed). Boxes are unchanged
+    (the corruptions are photometric or blur in place). Returns (image, the corruption's name or
+    None). With ``probability`` 0 nothing is drawn from ``rng``, so older seeds stay repeatable."""
+    low, high = severity_range
+    if not 0 <= low <= high <= MAX_SEVERITY:
+        raise ValueError(
+            f"corruption severity range must satisfy 0 <= low <= high <= {MAX_SEVERITY}, got {severity_range}"
+        )
+    if probability <= 0 or rng.random() >= probability:
+        return image, None
+    name = names[int(rng.integers(len(names)))]
+    severity = float(rng.uniform(low, high))
+    return CORRUPTIONS[name](image, severity, rng), name

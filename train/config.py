@@ -118,6 +118,11 @@ class Hyp:
     mosaic: float = _f(1.0, "mosaic probability", 0, 1)
     mixup: float = _f(0.0, "not supported: must be 0", 0, 0)
     copy_paste: float = _f(0.0, "not supported: must be 0", 0, 0)
+    corrupt: float = _f(
+        0.0, "probability of one camera corruption per sample (train/data/corruptions.py)", 0, 1
+    )
+    corrupt_sev_min: float = _f(1.0, "lowest corruption severity drawn (0-5)", 0, 5)
+    corrupt_sev_max: float = _f(3.0, "highest corruption severity drawn (0-5, >= corrupt_sev_min)", 0, 5)
 
 
 @dataclass
@@ -172,6 +177,11 @@ def validate(config: TrainConfig, source: str = "config") -> None:
         section = getattr(config, group)
         for f in dataclasses.fields(section):
             setattr(section, f.name, _check_value(group, f, getattr(section, f.name), source))
+    if config.hyp.corrupt_sev_min > config.hyp.corrupt_sev_max:
+        raise ConfigError(
+            f"{source}: hyp.corrupt_sev_min={config.hyp.corrupt_sev_min} is above "
+            f"hyp.corrupt_sev_max={config.hyp.corrupt_sev_max}"
+        )
     if config.data.img % 32:
         raise ConfigError(
             f"{source}: data.img={config.data.img} must be a multiple of 32 (the largest stride)"

@@ -125,6 +125,10 @@ class YoloDataset(Dataset):
                 image, labels = augment.flip(image, labels, horizontal=True)
             if rng.random() < hyp.flipud:
                 image, labels = augment.flip(image, labels, horizontal=False)
+            # Last, so the draws above (and older runs' samples) do not change when it is off.
+            image, _ = augment.camera_corruption(
+                image, hyp.corrupt, (hyp.corrupt_sev_min, hyp.corrupt_sev_max), rng
+            )
         normalised = _to_normalised(labels, self.size)
         chw_rgb = np.ascontiguousarray(image[..., ::-1].transpose(2, 0, 1))
         return Sample(torch.from_numpy(chw_rgb), torch.from_numpy(normalised), index)

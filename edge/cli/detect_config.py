@@ -52,6 +52,15 @@ class DetectConfig:
     save: str | None = None
     show: bool = False
     udp: str | None = None
+    # MQTT (stopsign.edge.sinks.mqtt): URL, TLS files, credentials file (never the password itself)
+    # and the store and forward queue; checked by edge-detect's preflight.
+    mqtt: str | None = None
+    mqtt_ca: str | None = None
+    mqtt_cert: str | None = None
+    mqtt_key: str | None = None
+    mqtt_credentials: str | None = None
+    mqtt_queue: str = "~/.cache/stopsign-edge/mqtt-queue.sqlite"
+    mqtt_queue_max: int = 10_000
     # CAN (stopsign.edge.sinks.can): INTERFACE:CHANNEL, the DBC (None: the shipped one), status rate.
     can: str | None = None
     can_dbc: str | None = None
@@ -110,6 +119,8 @@ class DetectConfig:
             value = getattr(self, key)
             if not (math.isfinite(value) and value > 0):
                 fail(key, "must be > 0")
+        if self.mqtt_queue_max < 1:
+            fail("mqtt_queue_max", "must be >= 1")
         for key in ("threads", "max_frames", "log_max_bytes", "events_max_bytes"):
             if getattr(self, key) < 0:
                 fail(key, "must be >= 0")

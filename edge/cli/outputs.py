@@ -1,16 +1,16 @@
 """``edge-detect``'s outputs: their flags, their checks before anything opens, and the sinks they make.
 
 Every output is a module of ``stopsign.edge.sinks``; an output whose library is an extra (python-can
-and cantools for ``--can``, rosbags for ``--bag-out``; aiohttp and foxglove-sdk for the live outputs,
-whose flags and sinks are in ``detect_live``) is imported only when asked for, so the runtime needs
-none of them.
+and cantools for ``--can``, paho-mqtt for ``--mqtt``, rosbags for ``--bag-out``; aiohttp and
+foxglove-sdk for the live outputs, whose flags and sinks are in ``detect_live``) is imported only
+when asked for, so the runtime needs none of them.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stopsign.edge.cli.detect_config import ConfigError, DetectConfig
 from stopsign.edge.cli.detect_live import check_live, make_live_sinks
@@ -27,6 +27,9 @@ from stopsign.edge.sinks import (
     parse_host_port,
 )
 from stopsign.edge.sources.base import Source, StatusReport
+
+if TYPE_CHECKING:
+    from stopsign.edge.sinks.mqtt_config import MqttSettings
 
 
 def add_output_arguments(group: argparse._ArgumentGroup) -> None:
@@ -47,6 +50,24 @@ def add_output_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--can-dbc", help="DBC defining the CAN frames (default: the shipped stopsign.dbc)")
     group.add_argument("--can-status-hz", type=float, help="DetectorStatus rate (default 10)")
     group.add_argument(
+        "--mqtt",
+        help="events (QoS 1) and health (QoS 0) to a broker: mqtts://HOST:PORT/PREFIX (mqtt:// for this "
+        "machine); credentials from --mqtt-credentials or $STOPSIGN_MQTT_USERNAME/PASSWORD",
+    )
+    group.add_argument("--mqtt-ca", help="CA certificate (PEM) the broker's certificate must chain to")
+    group.add_argument("--mqtt-cert", help="client certificate (PEM), where the broker asks for one")
+    group.add_argument("--mqtt-key", help="the client certificate's private key (PEM)")
+    group.add_argument("--mqtt-credentials", help="file of username=... and password=... lines (chmod 600)")
+    group.add_argument(
+        "--mqtt-queue",
+        help="store and forward queue, SQLite (default ~/.cache/stopsign-edge/mqtt-queue.sqlite)",
+    )
+    group.add_argument(
+        "--mqtt-queue-max",
+        type=int,
+        help="queue bound in records; health goes first, never events (default 10000)",
+    )
+    group.add_argument(
         "--bag-out",
         help="ROS 2 bag of detections (vision_msgs), Foxglove annotations and events: OUT.mcap, or a "
         "rosbag2 folder (needs the 'ros' extra; docs/ros2.md)",
@@ -60,7 +81,8 @@ def add_output_arguments(group: argparse._ArgumentGroup) -> None:
 
 def check_outputs(config: DetectConfig) -> None:
     """Output errors a user should see before anything opens: --show without a GUI, a bad --udp
-    address, a bad --can interface or DBC, a live output without its library or token."""
+    address, a bad --can interface or DBC, a bad --mqtt URL or a missing TLS or credentials file,
+    a live output without its library or token."""
     if config.udp:
         try:
             parse_host_port(config.udp)
@@ -68,6 +90,10 @@ def check_outputs(config: DetectConfig) -> None:
             raise ConfigError(str(exc)) from None
     if config.can:
         check_can(config)
+    if config.mqtt:
+        check_mqtt(config)
+    elif any((config.mqtt_ca, config.mqtt_cert, config.mqtt_key, config.mqtt_credentials)):
+        raise ConfigError("--mqtt-ca/--mqtt-cert/--mqtt-key/--mqtt-credentials need --mqtt URL")
     if config.bag_out and Path(config.bag_out).exists():
         raise ConfigError(f"--bag-out {config.bag_out}: exists already; a bag is never overwritten")
     if config.show and not gui_available():
@@ -98,6 +124,10 @@ def make_sinks(
         sinks.append(UdpSink(config.udp, names))
     if config.can:
         sinks.append(make_can_sink(config, report))
+    if config.mqtt:
+        from stopsign.edge.sinks.mqtt import MqttSink
+
+        sinks.append(MqttSink(mqtt_settings(config), report=report))
     if config.bag_out:
         from stopsign.edge.sinks.bag import BagSink, BagSinkConfig  # rosbags is an extra: only when asked
 
@@ -130,4 +160,29 @@ def check_can(config: DetectConfig) -> None:
         parse_can_target(config.can)
         load_dbc(config.can_dbc or DEFAULT_DBC)
     except (ValueError, DbcError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def mqtt_settings(config: DetectConfig) -> MqttSettings:
+    """The ``--mqtt*`` flags as the MQTT sink's settings."""
+    from stopsign.edge.sinks.mqtt_config import MqttSettings
+
+    return MqttSettings(
+        url=str(config.mqtt),
+        ca=config.mqtt_ca,
+        cert=config.mqtt_cert,
+        key=config.mqtt_key,
+        credentials=config.mqtt_credentials,
+        queue_path=config.mqtt_queue,
+        queue_max=config.mqtt_queue_max,
+    )
+
+
+def check_mqtt(config: DetectConfig) -> None:
+    """``--mqtt`` errors before anything opens: the URL, the TLS and credentials files, paho-mqtt."""
+    from stopsign.edge.sinks.mqtt_config import MqttConfigError
+
+    try:
+        mqtt_settings(config).check()
+    except MqttConfigError as exc:
         raise ConfigError(str(exc)) from None

@@ -7,6 +7,9 @@
 - ``video``: the annotated video file; ``window``: a desktop window; ``udp``: JSON datagrams;
 - ``can`` (with ``can_dbc`` and ``can_status``): CAN frames defined by a DBC; python-can and
   cantools are an extra, so it is imported by the CLI only for ``--can``, never from here;
+- ``mqtt`` (with ``mqtt_config``, ``mqtt_queue``; ``mqtt_broker``: a local mosquitto for the tests
+  and benches): events and health to a broker over TLS through an on-disk queue; paho-mqtt is an
+  extra, so it too is imported by the CLI only for ``--mqtt``;
 - ``bag``: a ROS 2 bag (MCAP) of detections, Foxglove annotations and events; rosbags is an
   extra, so it is imported by the CLI only for ``--bag-out``, never from here;
 - ``view``: the live web page (aiohttp, ``view_page.html``); ``foxglove``: Foxglove WebSocket

@@ -11,6 +11,8 @@
 # training run; the epoch count and cosine schedule are fitted to it), SYNTH_N (6000), WORKERS,
 # CONFUSERS (edge-data synth --confusers: all; the first shipped model's stage 1 had 'signs'),
 # FAR_PACK (a packed `edge-data far-signs --part train` folder: far signs in real car frames, trained on).
+# HYP (stage-1 hyper-parameters: hyp_stage1.yaml, YOLOv5's defaults plus camera corruptions on 30%
+# of the samples, docs/robustness.md), CORRUPT (overrides that probability; 0 = the recipe before issue 37).
 set -uo pipefail
 pack=$(cd "${1:?usage: train_gpu.sh PACK OUT}" && pwd)
 out=${2:?usage: train_gpu.sh PACK OUT}
@@ -48,12 +50,16 @@ $py -m stopsign.train.data.cli merge "$pack" "$data/synth" ${FAR_PACK:+"$FAR_PAC
 echo "data ready after $(($(date +%s) - started)) s"
 
 run="$work/runs/shipped"
+hyp=${HYP:-$root/recipes/shipped_model/hyp_stage1.yaml}
+if [ -n "${CORRUPT:-}" ]; then
+  sed "s/^corrupt: .*/corrupt: $CORRUPT/" "$hyp" > "$work/hyp.yaml" && hyp="$work/hyp.yaml"
+fi
 # If the machine is taken back mid-run, the newest best checkpoint has already been copied out.
 (while sleep 30; do cp -f "$run/weights/best/"{weights.safetensors,model.yaml,spec.json} "$out/" 2>/dev/null; done) &
 snapshots=$!
 $py -m stopsign.train.cli train --data "$data/shipped" --cfg "$CFG" --weights '' --img "$IMG" --batch "$BATCH" \
   --epochs "$EPOCHS" --time-budget "$BUDGET_MIN" --cos-lr --cache ram --workers "$WORKERS" --seed 0 \
-  --patience 0 --project "$work/runs" --name shipped --exist-ok ${DEVICE:+--device "$DEVICE"} 2>&1 \
+  --patience 0 --hyp "$hyp" --project "$work/runs" --name shipped --exist-ok ${DEVICE:+--device "$DEVICE"} 2>&1 \
   | tr '\r' '\n' | grep -v -E '^\s*(epoch|val|caching)[^:]*:\s+[0-9]+%' | tee "$out/train.log"
 status=${PIPESTATUS[0]}
 kill "$snapshots" 2>/dev/null

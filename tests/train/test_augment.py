@@ -93,3 +93,45 @@ def test_flip_boxes(horizontal: bool) -> None:
     image, labels = _image_with_box()
     out, flipped = augment.flip(image, labels, horizontal)
     assert np.allclose(flipped[0, 1:], _bright_extent(out))
+
+
+# Camera corruptions (train/data/corruptions.py) as a training augmentation.
+
+
+@pytest.mark.parametrize("probability", [0.1, 0.25, 0.5, 0.9])
+def test_camera_corruption_applied_at_the_configured_rate(probability: float) -> None:
+    """Over 3,000 draws of one seeded stream the applied share is the probability, within 4 sigma."""
+    image = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    rng = np.random.default_rng(42)
+    draws = 3000
+    names = [augment.camera_corruption(image, probability, (1.0, 3.0), rng)[1] for _ in range(draws)]
+    applied = sum(name is not None for name in names)
+    sigma = (draws * probability * (1 - probability)) ** 0.5
+    assert abs(applied - draws * probability) < 4 * sigma, (applied, draws * probability)
+    if probability >= 0.5:  # every corruption gets picked
+        assert {n for n in names if n} == set(augment.CORRUPTIONS)
+
+
+def test_camera_corruption_off_draws_nothing() -> None:
+    image = np.full((16, 16, 3), 90, np.uint8)
+    rng, twin = np.random.default_rng(3), np.random.default_rng(3)
+    out, name = augment.camera_corruption(image, 0.0, (1.0, 3.0), rng)
+    assert out is image and name is None
+    assert rng.random() == twin.random()  # the stream is where it was: older seeds stay repeatable
+
+
+def test_camera_corruption_always_on_changes_the_image() -> None:
+    image = np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        out, name = augment.camera_corruption(image, 1.0, (2.0, 5.0), rng)
+        assert name in augment.CORRUPTIONS and out.shape == image.shape and out.dtype == np.uint8
+        assert not np.array_equal(out, image), name
+
+
+@pytest.mark.parametrize("severity_range", [(3.0, 2.0), (-1.0, 2.0), (1.0, 6.0)])
+def test_camera_corruption_rejects_bad_severity_range(severity_range: tuple[float, float]) -> None:
+    with pytest.raises(ValueError, match="severity range"):
+        augment.camera_corruption(
+            np.zeros((8, 8, 3), np.uint8), 0.5, severity_range, np.random.default_rng(0)
+        )

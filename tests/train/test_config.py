@@ -36,6 +36,8 @@ def _args(*argv: str) -> argparse.Namespace:
         ({"schedule": {"epochs": 2.5}}, "must be an integer"),
         ({"schedule": {"cos_lr": "yes"}}, "true or false"),
         ({"schedule": {"optimizer": "Adam"}}, "not one of"),
+        ({"hyp": {"corrupt": 1.5}}, r"hyp.corrupt=1.5 is out of range \[0, 1\]"),
+        ({"hyp": {"corrupt_sev_min": 4, "corrupt_sev_max": 2}}, "corrupt_sev_min=4.0 is above"),
     ],
 )
 def test_bad_values_are_errors(data: dict, message: str) -> None:
@@ -84,3 +86,10 @@ def test_flags_override_config_and_hyp(tmp_path: Path) -> None:
     config = config_from_args(_args("--config", str(cfg), "--hyp", str(hyp), "--epochs", "9", "--cos-lr"))
     assert (config.schedule.epochs, config.schedule.batch, config.hyp.lr0) == (9, 8, 0.003)
     assert config.schedule.cos_lr is True and TrainConfig().schedule.cos_lr is False
+
+
+@pytest.mark.parametrize("name", ["hyp_stage1.yaml", "hyp_finetune_robust.yaml"])
+def test_recipe_hyp_files_turn_the_camera_corruptions_on(name: str) -> None:
+    path = Path(__file__).resolve().parents[2] / "recipes" / "shipped_model" / name
+    hyp = load_hyp(path, TrainConfig()).hyp
+    assert hyp.corrupt == 0.3 and (hyp.corrupt_sev_min, hyp.corrupt_sev_max) == (1.0, 4.0)

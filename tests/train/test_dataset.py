@@ -119,3 +119,25 @@ def test_val_samples_are_letterboxed_without_augmentation(tiny_data: Path) -> No
     dataset = YoloDataset(spec.val, ImageStore(spec.val.images, 64), 64, Hyp(), augment=False)
     sample = dataset[5]
     assert torch.allclose(sample.labels, torch.from_numpy(spec.val.labels[5]), atol=1e-5)
+
+
+def test_loader_applies_camera_corruptions_from_hyp(tiny_data: Path) -> None:
+    """hyp.corrupt = 1 corrupts every training sample (boxes unchanged); 0 leaves samples as before."""
+    spec = load_data_spec(tiny_data, check=False)
+    store = ImageStore(spec.train.images, 64)
+    plain = YoloDataset(spec.train, store, 64, Hyp(), augment=True, seed=3)
+    always = YoloDataset(
+        spec.train,
+        store,
+        64,
+        Hyp(corrupt=1.0, corrupt_sev_min=4.0, corrupt_sev_max=5.0),
+        augment=True,
+        seed=3,
+    )
+    off = YoloDataset(spec.train, store, 64, Hyp(corrupt=0.0), augment=True, seed=3)
+    changed = 0
+    for i in range(len(spec.train)):
+        a, b, c = plain[(1, i)], always[(1, i)], off[(1, i)]
+        assert torch.equal(a.image, c.image) and torch.equal(a.labels, b.labels)
+        changed += not torch.equal(a.image, b.image)
+    assert changed == len(spec.train)

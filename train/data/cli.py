@@ -1,4 +1,5 @@
-"""``edge-data``: import, check, split, synth, far-signs, far-drives, stats, preview, merge and drive-from-stills."""
+"""``edge-data``: import, check, split, synth, far-signs, far-drives, stats, preview, merge, drive-from-stills,
+mine and mine-merge."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 
 from stopsign.train.data.layout import DatasetError
+from stopsign.train.data.mine.cli import add_mine_parser
 
 
 def _parse_map(items: list[str]) -> dict[str, str]:
@@ -21,6 +23,14 @@ def _parse_map(items: list[str]) -> dict[str, str]:
 
 def _cmd_import(args: argparse.Namespace) -> int:
     from stopsign.train.data.importer import ImportOptions, import_dataset
+    from stopsign.train.data.mine.roundtrip import REVIEW_FORMATS, import_reviewed
+
+    if args.format in REVIEW_FORMATS:  # reviewed labels of an `edge-data mine` task
+        if args.task is None:
+            raise DatasetError(f"--format {args.format} needs --task, the folder `edge-data mine` wrote")
+        counts = import_reviewed(args.format, args.src, args.task, args.out, args.name or "mined")
+        print(f"imported {args.src} -> {args.out}: {counts}")
+        return 0
 
     options = ImportOptions(
         fmt=args.format,
@@ -81,7 +91,7 @@ def _cmd_far_drives(args: argparse.Namespace) -> int:
     if not (0 < args.end_m < args.start_m) or args.speed_kmh <= 0 or args.fps <= 0:
         raise DatasetError("need 0 < --end-m < --start-m, --speed-kmh > 0 and --fps > 0")
     options = ApproachOptions(args.start_m, args.end_m, args.speed_kmh, args.fps)
-    for folder in far_drives_from_dataset(args.real, args.out, args.n, args.seed, options):
+    for folder in far_drives_from_dataset(args.real, args.out, args.n, args.seed, options, args.part):
         print(f"wrote {folder}")
     return 0
 
@@ -140,8 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("import", help="convert a YOLO/VOC/GTSDB/COCO set to the canonical layout")
-    p.add_argument("--format", required=True, choices=["yolo", "voc", "gtsdb", "coco"])
-    p.add_argument("src", type=Path)
+    p.add_argument(
+        "--format", required=True, choices=["yolo", "voc", "gtsdb", "coco", "cvat-coco", "label-studio"]
+    )
+    p.add_argument("src", type=Path, help="dataset folder, or a reviewed export (cvat-coco, label-studio)")
+    p.add_argument("--task", type=Path, help="cvat-coco / label-studio: the task folder of `edge-data mine`")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument(
         "--map", action="append", default=[], metavar="NAME=stop_sign", help="source class -> stop_sign"
@@ -220,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed-kmh", type=float, default=50.0)
     p.add_argument("--fps", type=float, default=15.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--part",
+        choices=["val", "train"],
+        default="val",
+        help="background frames: val (default; the far-sign validation share) or train (drives to mine "
+        "and train on: never the frames of far-signs --part val)",
+    )
     p.set_defaults(func=_cmd_far_drives)
 
     p = sub.add_parser("stats", help="counts per source/role/split, box sizes")
@@ -249,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_drives)
+    add_mine_parser(sub)
     return parser
 
 

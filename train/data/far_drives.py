@@ -118,16 +118,22 @@ def build_far_approach(
 
 
 def far_drives_from_dataset(
-    real: Path, out: Path, count: int, seed: int = 0, options: ApproachOptions | None = None
+    real: Path,
+    out: Path,
+    count: int,
+    seed: int = 0,
+    options: ApproachOptions | None = None,
+    part: str = "val",
 ) -> list[Path]:
-    """``count`` far-approach drives on the far-sign validation share of ``real``'s car frames."""
+    """``count`` far-approach drives on the far-sign validation share of ``real``'s car frames
+    (``part="train"``: on the training share, for drives to mine and train on, never evaluated)."""
     options = options or ApproachOptions()
     if count < 1:
         raise DatasetError(f"--n must be >= 1, got {count}")
     records = layout.read_sources(real)
-    val_frames = background_frames(real, "val")
+    val_frames = background_frames(real, part)
     if len(val_frames) < count:
-        raise DatasetError(f"{real}: {len(val_frames)} far-validation frames, need {count}")
+        raise DatasetError(f"{real}: {len(val_frames)} far-{part} frames, need {count}")
     rng = np.random.default_rng(seed)
     picked = sorted(rng.choice(len(val_frames), count, replace=False).tolist())
     written = []
