@@ -24,6 +24,31 @@ pytestmark = [
 SHIPPED = Path(__file__).resolve().parents[3] / "edge" / "assets"
 
 
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return set()
+    return {
+        flag
+        for line in text.splitlines()
+        if line.startswith("flags")
+        for flag in line.split(":", 1)[1].split()
+    }
+
+
+# The recorded INT8 outputs come from OpenVINO's dot-product kernels (AVX-512 VNNI / AVX-VNNI /
+# AMX). On a CPU with AVX2 only, its INT8 path multiplies through vpmaddubsw, whose int16 sums
+# saturate, and lands further from the Q/DQ reference than those outputs allow (an AVX2-only AMD
+# EPYC gave 0.28 objectness where 0.15 is allowed, and the expected-output replays failed).
+# Hardware, like a GPU: skipped with the reason, not loosened (docs/int8.md, "INT8 on AVX2 CPUs").
+requires_int8_dot_product = pytest.mark.skipif(
+    not ({"avx512_vnni", "avx_vnni", "amx_int8"} & _cpu_flags()),
+    reason="this CPU has no INT8 dot-product instruction (AVX-512 VNNI, AVX-VNNI or AMX): OpenVINO's "
+    "AVX2 INT8 kernels round differently from the recorded outputs",
+)
+
+
 def load(model: Path, cache: Path, **options: object) -> OpenVinoBackend:
     backend = OpenVinoBackend(cache_dir=cache)
     backend.load(model, None, BackendOptions(**options))  # type: ignore[arg-type]
@@ -173,6 +198,7 @@ def _events(lines: list[dict]) -> list[tuple]:
 
 
 @pytest.mark.parametrize("drive", DRIVES)
+@requires_int8_dot_product
 def test_the_shipped_int8_ir_replays_to_its_outputs_with_the_fp32_events(drive: str) -> None:
     """The IR has expected outputs of its own (INT8 scores move by up to ~0.1), and the same events
     (kind and track, in order) as the FP32 model, each at most 3 frames apart (night_approach:
@@ -201,6 +227,7 @@ def test_the_shipped_int8_ir_replays_to_its_outputs_with_the_fp32_events(drive: 
 
 
 @pytest.mark.parametrize("drive", DRIVES)
+@requires_int8_dot_product
 def test_the_int8_qdq_file_replays_to_its_openvino_outputs(drive: str) -> None:
     """The Q/DQ file has expected outputs per runtime; on OpenVINO it is the same graph as the IR
     (the same rows), and the ONNX Runtime file of the same model is not the one compared with."""
@@ -215,6 +242,7 @@ def test_the_int8_qdq_file_replays_to_its_openvino_outputs(drive: str) -> None:
 
 
 @pytest.mark.parametrize("drive", DRIVES)
+@requires_int8_dot_product
 def test_int8_on_openvino_announces_what_int8_on_onnxruntime_does(drive: str) -> None:
     """The same Q/DQ file on both runtimes: every stop_sign_ahead at the same frame and track; a
     track may end a frame apart (the INT8 kernels round differently from ONNX Runtime's float
@@ -249,6 +277,7 @@ def _matched_score_gaps(a: list[dict], b: list[dict]) -> list[float]:
     return gaps
 
 
+@requires_int8_dot_product
 def test_int8_runtimes_differ_less_than_int8_differs_from_fp32() -> None:
     """Why INT8 replays are not held to the 0.02 score tolerance across runtimes: OpenVINO's INT8
     kernels and ONNX Runtime's float emulation of the same Q/DQ file round differently, but by less
@@ -278,6 +307,7 @@ def _lines(result) -> list[dict]:
     return to_lines(result)
 
 
+@requires_int8_dot_product
 def test_a_signed_qdq_file_is_read_with_unsigned_activations(tmp_path: Path) -> None:
     """The shipped (TensorRT) Q/DQ file: objectness within 0.15 of ONNX Runtime's on real frames
     (read as it is, OpenVINO was off by up to 0.63 here, 0.8 on a photo)."""
