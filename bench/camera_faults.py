@@ -38,7 +38,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from stopsign.edge.cli.benchmark import process_stats
+from stopsign.edge.cli.machine import process_stats
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VIDEO = REPO / "samples" / "drives" / "day_approach" / "video.mp4"

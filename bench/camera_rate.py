@@ -32,7 +32,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stopsign.edge.cli.benchmark import BenchRun, bench_e2e, machine_info
+from stopsign.edge.cli.benchmark import BenchRun, bench_e2e
+from stopsign.edge.cli.machine import machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVE_VIDEO = ROOT / "samples" / "drives" / "day_approach" / "video.mp4"

@@ -34,9 +34,9 @@ from typing import IO
 
 from tqdm import tqdm
 
-from stopsign.edge.cli.benchmark import process_stats
 from stopsign.edge.cli.detect import run_detect
 from stopsign.edge.cli.detect_config import DetectConfig
+from stopsign.edge.cli.machine import process_stats
 from stopsign.edge.sources.base import Source, SourceOptions, StatusReport
 from stopsign.edge.sources.factory import make_source
 from stopsign.edge.vision.frame import NO_TIMESTAMP, Frame

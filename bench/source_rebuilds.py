@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stopsign.edge.cli.benchmark import rss_mb
+from stopsign.edge.cli.machine import rss_mb
 from stopsign.edge.sources.base import SourceOptions
 from stopsign.edge.sources.factory import make_source
 

@@ -47,18 +47,41 @@ class BackendOptions:
         allow_fallback: accept running on a different device than asked (reported, never silent).
         threads: intra-op CPU threads; 0 = one per core.
         cache_dir: where a backend keeps compiled models (OpenVINO); None: the backend's default.
+        properties: backend-specific settings as (key, value) text pairs, passed through as the
+            runtime names them: OpenVINO compile properties (``ENABLE_CPU_PINNING=NO``), ONNX
+            Runtime session config entries (``session.intra_op.allow_spinning=1``). A backend that
+            takes none, or a key its runtime does not know, is a BackendError naming the key.
     """
 
     device: str = "auto"
     allow_fallback: bool = False
     threads: int = 0
     cache_dir: str | None = None
+    properties: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
+        for key, value in self.properties:
+            if not key or not isinstance(key, str) or not isinstance(value, str):
+                raise ValueError(f"properties must be (key, value) text pairs, got {(key, value)!r}")
+
+
+def reject_properties(backend: str, options: BackendOptions) -> None:
+    """For backends that take no backend-specific settings: a given one is an error, not ignored."""
+    if options.properties:
+        keys = ", ".join(key for key, _ in options.properties)
+        raise BackendError(f"{backend} backend takes no --backend-option (given: {keys})")
+
+
+def parse_property(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` -> (key, value); the message names the text when it is not one."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise ValueError(f"backend option {text!r} is not KEY=VALUE")
+    return key.strip(), value.strip()
 
 
 class Backend(ABC):

@@ -70,6 +70,16 @@ class OnnxRuntimeBackend(Backend):
         session_options.inter_op_num_threads = 1
         # Spinning worker threads would steal the capture thread's core on a 2-core board.
         session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        for key, value in options.properties:
+            # ONNX Runtime takes any key here and ignores the ones it does not know: only its
+            # session config entries (``session.*``) are passed, so a typo of another kind fails.
+            if not key.startswith("session."):
+                raise BackendError(
+                    f"onnxruntime backend: option {key!r} is not a session config entry (session.*, "
+                    "e.g. session.intra_op.allow_spinning=1)"
+                )
+            session_options.add_session_config_entry(key, value)
+        self._session_entries = {"session.intra_op.allow_spinning": "0", **dict(options.properties)}
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         asked = requested_providers(options.device, ort.get_available_providers())
         try:
@@ -150,6 +160,7 @@ class OnnxRuntimeBackend(Backend):
             "asked": self._asked,
             "fallback": self.fallback,
             "batch": self.fixed_batch or "dynamic",
+            "session_config": getattr(self, "_session_entries", {}),
         }
 
     def close(self) -> None:

@@ -129,6 +129,7 @@ class OpenVinoBackend(Backend):
             # 5.71 ms), and objectness 0.10 instead of 0.13 at most from ONNX Runtime's INT8. FP16
             # files keep OpenVINO's default.
             self._config["INFERENCE_PRECISION_HINT"] = "f32"
+        self._config.update(self._checked_properties(core, device, options))
         if options.cache_dir is not None:
             self.cache_root = Path(options.cache_dir)
         if self.use_cache:
@@ -224,6 +225,24 @@ class OpenVinoBackend(Backend):
         self._requests[(batch, images)] = request
         return request
 
+    @staticmethod
+    def _checked_properties(core: Any, device: str, options: BackendOptions) -> dict[str, str]:
+        """``--backend-option`` pairs as compile properties; a key the device does not take is an error
+        here, at load, rather than at the first frame's compile."""
+        if not options.properties:
+            return {}
+        writable = {
+            name
+            for name, mode in core.get_property(device, "SUPPORTED_PROPERTIES").items()
+            if mode in ("RW", "WO")
+        }
+        for key, _ in options.properties:
+            if key not in writable:
+                raise BackendError(
+                    f"openvino backend: {device} has no settable property {key!r}; it takes {sorted(writable)}"
+                )
+        return dict(options.properties)
+
     def _compile(self, model: Any) -> Any:
         config = dict(self._config)
         if self.cache_dir is not None:
@@ -305,6 +324,7 @@ class OpenVinoBackend(Backend):
             "openvino": self.version,
             "threads": self._config.get("INFERENCE_NUM_THREADS"),
             "inference_precision": self._config.get("INFERENCE_PRECISION_HINT", "openvino default"),
+            "properties": {k: str(v) for k, v in self._config.items()},
             "cache": str(self.cache_dir) if self.cache_dir is not None else None,
             "precision": self.spec.precision if self.spec is not None else None,
             "input": "uint8 images, converted in the model",

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stopsign.edge.backends.base import Backend, BackendError, BackendOptions
+from stopsign.edge.backends.base import Backend, BackendError, BackendOptions, reject_properties
 from stopsign.edge.backends.cuda_memory import CudaError, CudaMemory, open_cuda
 from stopsign.edge.model.engine_sidecar import EngineSidecarError, check_engine_sidecar
 from stopsign.edge.model.spec import ModelSpec
@@ -119,6 +119,7 @@ class TensorRTBackend(Backend):
         return tensorrt_runtime_available()
 
     def load(self, model_path: str | Path, spec: ModelSpec | None, options: BackendOptions) -> ModelSpec:
+        reject_properties("tensorrt", options)
         import tensorrt as trt
 
         from stopsign.edge.model.gpu_info import gpu_info

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from stopsign.edge.backends.base import Backend, BackendError, BackendOptions
+from stopsign.edge.backends.base import Backend, BackendError, BackendOptions, reject_properties
 from stopsign.edge.model.spec import ModelSpec
 from stopsign.edge.vision.detections import Detections
 from stopsign.edge.vision.letterbox import compute_transform
@@ -66,6 +66,7 @@ class TorchBackend(Backend):
         return importlib.util.find_spec("torch") is not None
 
     def load(self, model_path: str | Path, spec: ModelSpec | None, options: BackendOptions) -> ModelSpec:
+        reject_properties("torch", options)
         import torch
 
         from stopsign.edge.backends.torch_ops import torchvision_nms_available

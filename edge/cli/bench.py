@@ -30,17 +30,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stopsign.edge.backends.base import BackendError
+from stopsign.edge.backends.base import BackendError, parse_property
 from stopsign.edge.cli.benchmark import (
     BenchRun,
     FixedBatchError,
     bench_e2e,
     bench_model,
-    library_versions,
-    machine_info,
     model_file_spec,
     paced_source,
 )
+from stopsign.edge.cli.machine import library_versions, machine_info
 from stopsign.edge.model.artifacts import atomic_write_text
 from stopsign.edge.model.spec import ModelSpecError
 from stopsign.edge.vision.tiles import TileConfig, TileConfigError
@@ -93,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     length.add_argument("--duration", type=float, help="measured seconds per run instead of --frames")
     p.add_argument("--warmup", type=int, default=20, help="frames excluded at the start (default 20)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for the backend (0: one per core)")
+    p.add_argument(
+        "--backend-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a backend-specific setting, repeatable, as edge-detect's (e.g. ENABLE_CPU_PINNING=NO)",
+    )
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--plot", type=Path, help="latency histograms per configuration (PNG)")
     return p
@@ -217,6 +223,10 @@ def rate_text(rate: float | None) -> str:
 
 
 def _collect(args: argparse.Namespace) -> list[BenchRun]:
+    try:
+        properties = dict(parse_property(text) for text in args.backend_option)
+    except ValueError as exc:
+        raise SystemExit(f"edge-bench: --backend-option: {exc}") from None
     plan = [
         (model, backend, mode, batch, tiles, rate)
         for model in select_models(args.model, args.img, args.precision)
@@ -243,12 +253,15 @@ def _collect(args: argparse.Namespace) -> list[BenchRun]:
                     args.duration,
                     tiles,
                     rate,
+                    options={"backend_options": properties} if properties else None,
                 )
             )
             continue
         try:
             runs.append(
-                bench_model(model, backend, args.frames, args.warmup, batch, args.threads, args.duration)
+                bench_model(
+                    model, backend, args.frames, args.warmup, batch, args.threads, args.duration, properties
+                )
             )
         except FixedBatchError as exc:
             print(f"edge-bench: skipped: {exc}", file=sys.stderr)

@@ -9,11 +9,7 @@ frame log, so the benchmark measures exactly what runs on the car. Warm-up frame
 from __future__ import annotations
 
 import json
-import os
-import platform
 import resource
-import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -26,6 +22,7 @@ import numpy as np
 
 from stopsign.edge.backends.base import Backend, BackendError, BackendOptions, resolve_model
 from stopsign.edge.cli.detect_config import DetectConfig
+from stopsign.edge.cli.machine import rss_mb
 from stopsign.edge.model.spec import ModelSpec, ModelSpecError
 
 PERCENTILES = {"min": 0, "p50": 50, "p90": 90, "p99": 99, "max": 100}
@@ -57,6 +54,7 @@ class BenchRun:
     frame_stages: list[dict[str, float | None]] = field(default_factory=list)  # e2e, per frame (not in JSON)
     # What the backend was given: "float32" network inputs or "uint8" letterboxed images (image_input)
     model_input: str = "float32"
+    backend_options: dict[str, str] = field(default_factory=dict)  # --backend-option pairs given
 
     @property
     def fps(self) -> float:
@@ -91,6 +89,8 @@ class BenchRun:
             "cpu_percent": _round(self.cpu_percent, 1), "cpu_ms_per_frame": _round(self.cpu_ms_per_frame, 3),
             "device_memory_mb": self.device_memory_mb, "model": self.model, "model_input": self.model_input,
         }  # fmt: skip
+        if self.backend_options:
+            out["backend_options"] = self.backend_options
         if self.mode == "e2e":
             out.update(
                 stages_ms=self.stages_ms,
@@ -104,31 +104,6 @@ class BenchRun:
 
 def _round(value: float | None, digits: int) -> float | None:
     return round(value, digits) if value is not None else None
-
-
-def rss_mb() -> float:
-    """Current resident set size (Linux /proc), else the peak from getrusage."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass  # not Linux: fall back to the peak below
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def process_stats(pid: int | str = "self") -> dict[str, float]:
-    """RSS (MB), threads and open file descriptors of a process, from Linux /proc (soaks, leak checks)."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "Threads"):
-            fields[key] = int(value.split()[0])
-    return {
-        "rss_mb": fields["VmRSS"] / 1024,
-        "threads": fields["Threads"],
-        "fds": len(os.listdir(f"/proc/{pid}/fd")),
-    }
 
 
 def _cpu_seconds() -> float:
@@ -172,10 +147,14 @@ def model_file_spec(model: Path) -> tuple[int, str]:
     return spec.input_size[0], spec.precision
 
 
-def load(model: Path, backend: str, threads: int = 0) -> tuple[Backend, ModelSpec]:
+def load(
+    model: Path, backend: str, threads: int = 0, properties: dict[str, str] | None = None
+) -> tuple[Backend, ModelSpec]:
     cls, path = resolve_model(backend, model)
     instance = cls()
-    spec = instance.load(path, None, BackendOptions(threads=threads))
+    spec = instance.load(
+        path, None, BackendOptions(threads=threads, properties=tuple((properties or {}).items()))
+    )
     return instance, spec
 
 
@@ -196,6 +175,7 @@ def bench_model(
     batch: int = 1,
     threads: int = 0,
     duration_s: float | None = None,
+    properties: dict[str, str] | None = None,
 ) -> BenchRun:
     """Model-only: the backend on one fixed input, ``warmup`` calls excluded. The input is what the
     detection loop gives that backend: a (batch, 3, H, W) float32 network input, or for a backend
@@ -206,7 +186,7 @@ def bench_model(
     ``frames`` calls are timed, or, with ``duration_s``, as many calls as fit in that many seconds.
     Raises :class:`FixedBatchError` when ``batch`` > 1 and the model only takes its own batch size.
     """
-    runner, spec = load(model, backend, threads)
+    runner, spec = load(model, backend, threads, properties)
     h, w = spec.input_size
     rng = np.random.default_rng(0)
     batch_input: np.ndarray
@@ -248,7 +228,8 @@ def bench_model(
     name = runner.describe().get("backend", backend)
     return BenchRun("model", str(name), precision, h, batch, len(latencies), wall, latencies, rss_mb=rss_mb(),
                     cpu_s=cpu, device_memory_mb=_device_memory_mb(), model=str(model),
-                    model_input="uint8" if runner.image_input else "float32")  # fmt: skip
+                    model_input="uint8" if runner.image_input else "float32",
+                    backend_options=dict(properties or {}))  # fmt: skip
 
 
 class _MeasuredBackend(Backend):
@@ -404,47 +385,5 @@ def bench_e2e(
         rss_mb=rss_mb(), cpu_s=cpu if len(wrappers) == 1 else None, device_memory_mb=_device_memory_mb(),
         model=str(model), source=source, live=live, frame_stages=[r["ms"] for r in measured], rate=rate,
         model_input="uint8" if wrapper.image_input else "float32",
+        backend_options=dict((options or {}).get("backend_options") or {}),
     )  # fmt: skip
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU, OS and, on a Jetson, the power mode and clocks (where the tools answer)."""
-    info: dict[str, Any] = {
-        "hostname": platform.node(), "platform": platform.platform(), "machine": platform.machine(),
-        "processor": platform.processor(), "cpu_count": os.cpu_count(),
-    }  # fmt: skip
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass  # not Linux
-    for key, command in (("nvpmodel", ["nvpmodel", "-q"]), ("jetson_clocks", ["jetson_clocks", "--show"])):
-        if shutil.which(command[0]):
-            try:
-                info[key] = subprocess.run(command, capture_output=True, text=True, timeout=10).stdout.strip()
-            except (OSError, subprocess.SubprocessError) as exc:
-                info[key] = f"unreadable: {exc}"
-    return info
-
-
-def library_versions() -> dict[str, str | None]:
-    from importlib import metadata
-
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in (
-        "numpy",
-        "opencv-python-headless",
-        "onnxruntime",
-        "onnxruntime-gpu",
-        "openvino",
-        "torch",
-        "tensorrt",
-        "PyGObject",
-    ):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions

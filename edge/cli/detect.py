@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from stopsign.edge.backends.base import Backend, BackendError, BackendOptions, resolve_model
+from stopsign.edge.backends.base import Backend, BackendError, BackendOptions, parse_property, resolve_model
 from stopsign.edge.cli.detect_config import ConfigError, DetectConfig, build_config, load_yaml_config
 from stopsign.edge.cli.detect_live import add_live_arguments
 from stopsign.edge.cli.outputs import add_output_arguments, check_outputs, make_sinks
@@ -94,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mod.add_argument("--threads", type=int, help="intra-op CPU threads (0: one per core)")
     mod.add_argument(
+        "--backend-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a backend-specific setting, repeatable: an OpenVINO property (ENABLE_CPU_PINNING=NO) or an "
+        "ONNX Runtime session config entry (session.intra_op.allow_spinning=1); YAML: backend_options",
+    )
+    mod.add_argument(
         "--cache-dir",
         help="compiled-model cache of the openvino backend (default ~/.cache/stopsign-edge/openvino)",
     )
@@ -145,8 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_config(argv: Sequence[str] | None) -> tuple[DetectConfig, bool]:
     args = build_parser().parse_args(argv)
-    flags = {k: v for k, v in vars(args).items() if k not in ("config", "verbose")}
+    flags = {k: v for k, v in vars(args).items() if k not in ("config", "verbose", "backend_option")}
     file_values = load_yaml_config(args.config) if args.config else {}
+    if args.backend_option:
+        try:
+            given = dict(parse_property(text) for text in args.backend_option)
+        except ValueError as exc:
+            raise ConfigError(f"--backend-option: {exc}") from None
+        from_file = file_values.get("backend_options") or {}
+        flags["backend_options"] = {**from_file, **given} if isinstance(from_file, dict) else given
     return build_config(file_values, flags, source=args.config or "command line"), args.verbose
 
 
@@ -165,7 +179,13 @@ def load_backend(config: DetectConfig) -> tuple[Backend, ModelSpec]:
     """The default backend factory: resolve, build and load the configured backend."""
     cls, path = resolve_model(config.backend, model_path(config))
     backend = cls()
-    options = BackendOptions(config.device, config.allow_fallback, config.threads, config.cache_dir)
+    options = BackendOptions(
+        config.device,
+        config.allow_fallback,
+        config.threads,
+        config.cache_dir,
+        tuple(config.backend_options.items()),
+    )
     spec = backend.load(path, None, options)
     if config.img is not None and (config.img, config.img) != tuple(spec.input_size):
         raise BackendError(f"--img {config.img} does not match {path}'s input size {list(spec.input_size)}")

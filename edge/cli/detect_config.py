@@ -32,6 +32,8 @@ class DetectConfig:
     allow_fallback: bool = False
     threads: int = 0
     cache_dir: str | None = None
+    # Backend-specific settings passed through (BackendOptions.properties): --backend-option K=V.
+    backend_options: dict[str, str] = dataclasses.field(default_factory=dict)
     conf: float = 0.25
     iou: float | None = None
     img: int | None = None
@@ -121,6 +123,16 @@ class DetectConfig:
                 fail(key, "must be > 0")
         if self.mqtt_queue_max < 1:
             fail("mqtt_queue_max", "must be >= 1")
+        if not isinstance(self.backend_options, dict):
+            fail("backend_options", "must be a mapping of KEY: VALUE")
+        for key, value in self.backend_options.items():
+            if (
+                not isinstance(key, str)
+                or isinstance(value, bool)
+                or not isinstance(value, (str, int, float))
+            ):
+                fail("backend_options", f"{key!r}: {value!r} must be a name and a text or number value")
+        self.backend_options = {key: str(value) for key, value in self.backend_options.items()}
         for key in ("threads", "max_frames", "log_max_bytes", "events_max_bytes"):
             if getattr(self, key) < 0:
                 fail(key, "must be >= 0")
@@ -250,5 +262,7 @@ def build_config(
 
 
 def _matches(value: Any, expected: str) -> bool:
+    if expected.startswith("dict"):
+        return isinstance(value, dict)
     kinds = {"str": str, "int": int, "float": float, "bool": bool}
     return any(isinstance(value, t) for name, t in kinds.items() if name in expected)

@@ -543,3 +543,24 @@ def test_qdq_drift_bench_finds_openvino_off_the_qdq_graph_by_rounding(
     assert float(rows["openvino INT8 (the project's backend)"][-1].strip(" |")) > 0
     assert rows["0"][-1].strip(" |") == "0"  # `images`: the input's quantisation is the same
     assert "48" in rows  # the last cut, the head's output
+
+
+# --backend-option (tests/edge/backends/test_backend_options.py has the parsing and other backends)
+
+
+def test_openvino_compiles_with_the_given_property() -> None:
+    backend = OpenVinoBackend()
+    options = BackendOptions(threads=1, cache_dir=None, properties=(("ENABLE_CPU_PINNING", "NO"),))
+    spec = backend.load(SHIPPED / "stopsign.onnx", None, options)
+    backend.infer_images(np.zeros((1, *spec.input_size, 3), np.uint8))
+    compiled = next(iter(backend._requests.values())).get_compiled_model()
+    assert compiled.get_property("ENABLE_CPU_PINNING") is False  # OpenVINO's default here is True
+    assert backend.describe()["properties"]["ENABLE_CPU_PINNING"] == "NO"
+    backend.close()
+
+
+def test_openvino_refuses_an_unknown_property_at_load() -> None:
+    with pytest.raises(BackendError, match="no settable property 'ENABLE_WARP_DRIVE'"):
+        OpenVinoBackend().load(
+            SHIPPED / "stopsign.onnx", None, BackendOptions(properties=(("ENABLE_WARP_DRIVE", "YES"),))
+        )
