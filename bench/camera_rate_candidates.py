@@ -18,6 +18,12 @@ Candidates (``--candidates``; the baseline is the CPU default, ``--backend auto`
 - ``one-thread``: one inference thread, leaving the other core to GStreamer and Python;
 - ``ort-fp32`` and ``ort-fp32-spin``: ONNX Runtime on the FP32 file, its worker threads sleeping
   (the project's setting) or spinning between frames (``session.intra_op.allow_spinning=1``).
+
+``--rtsp``: the decode's placement, on ``bench/camera_rate.py``'s H.264 720p30 stream from the
+project's RTSP camera, alternated the same way: ``rtsp://`` as ``edge-detect`` opens it
+(``decodebin``: ``avdec_h264`` with a thread per core), against an explicit chain with
+``avdec_h264 max-threads=1`` (the decoder keeps to one thread, leaving the other core to the
+model), and that chain with ``videoconvert n-threads=2``.
 """
 
 from __future__ import annotations
@@ -30,7 +36,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from camera_rate import drive_frames, write_still  # bench/ is the script's folder
+from camera_rate import (  # bench/: this folder
+    FPS,
+    RtspCamera,
+    drive_frames,
+    encode_h264,
+    free_port,
+    write_still,
+)
 
 from stopsign.edge.cli.benchmark import BenchRun, bench_e2e
 from stopsign.edge.cli.machine import machine_info
@@ -49,6 +62,15 @@ CANDIDATES: dict[str, dict[str, Any]] = {
         "model": ASSETS / "stopsign.onnx",
         "options": {"backend_options": {"session.intra_op.allow_spinning": "1"}},
     },
+}
+
+
+RTSP_VARIANTS = {
+    "rtsp decodebin": "{url}",
+    "rtsp avdec 1 thread": "gst://rtspsrc location={url} latency=100 ! rtph264depay ! h264parse ! "
+    "avdec_h264 max-threads=1 ! videoconvert ! video/x-raw,format=BGR",
+    "rtsp avdec 1 thread, convert 2": "gst://rtspsrc location={url} latency=100 ! rtph264depay ! h264parse ! "
+    "avdec_h264 max-threads=1 ! videoconvert n-threads=2 ! video/x-raw,format=BGR",
 }
 
 
@@ -87,6 +109,7 @@ def row(runs: list[BenchRun], baseline: list[BenchRun]) -> dict[str, Any]:
         "preprocess_p50": stage("preprocess"),
         "infer_p50": stage("infer"),
         "fps": statistics.median(run.fps for run in runs),
+        "cpu_ms_per_frame": statistics.median(run.cpu_ms_per_frame or 0.0 for run in runs),
     }
 
 
@@ -103,38 +126,61 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--rtsp", action="store_true", help="also the decode variants on the RTSP stream")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     names = ["baseline", *args.candidates]
     runs: dict[tuple[float, str], list[BenchRun]] = {
         (rate, name): [] for rate in args.rates for name in names
     }
+    rtsp_runs: dict[str, list[BenchRun]] = {name: [] for name in (RTSP_VARIANTS if args.rtsp else ())}
+    camera = None
     with tempfile.TemporaryDirectory() as tmp:
-        still = write_still(drive_frames(), Path(tmp) / "still.png")
+        frames = drive_frames()
+        still = write_still(frames, Path(tmp) / "still.png")
         source = (
             f"gst://filesrc location={still} ! pngdec ! videoconvert ! video/x-raw,format=BGR ! imagefreeze"
         )
-        for number in range(args.rounds):
-            for rate in args.rates:
-                for name in names:
-                    print(
-                        f"candidates: round {number + 1}/{args.rounds}, {rate:g} fps: {name}", file=sys.stderr
-                    )
-                    runs[(rate, name)].append(run_once(name, source, rate, args.frames, args.warmup))
+        if args.rtsp:
+            seconds = 2 * (args.warmup + args.frames) / FPS + 4  # each session plays from the start
+            camera = RtspCamera(encode_h264(frames, seconds, Path(tmp) / "drive720p30.mp4"), free_port())
+        try:
+            for number in range(args.rounds):
+                for rate in args.rates:
+                    for name in names:
+                        print(
+                            f"candidates: round {number + 1}/{args.rounds}, {rate:g} fps: {name}",
+                            file=sys.stderr,
+                        )
+                        runs[(rate, name)].append(run_once(name, source, rate, args.frames, args.warmup))
+                for name, template in RTSP_VARIANTS.items() if camera is not None else ():
+                    print(f"candidates: round {number + 1}/{args.rounds}: {name}", file=sys.stderr)
+                    rtsp_source = template.format(url=camera.url)
+                    rtsp_runs[name].append(
+                        bench_e2e(ASSETS / "stopsign.onnx", "auto", rtsp_source, args.frames, args.warmup,
+                                  duration_s=args.frames / FPS)
+                    )  # fmt: skip
+        finally:
+            if camera is not None:
+                camera.stop()
     results = {
         f"{rate:g}": {name: row(runs[(rate, name)], runs[(rate, "baseline")]) for name in names}
         for rate in args.rates
     }
+    if rtsp_runs:
+        first = next(iter(rtsp_runs.values()))
+        results["rtsp"] = {name: row(values, first) for name, values in rtsp_runs.items()}
     print("| rate | config | backend | e2e p50 ms | e2e p99 ms | p99/p50 | capture age p50 | infer p50 | "
-          "p50 / baseline (per round) | p50 per round | fps |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "p50 / baseline (per round) | p50 per round | fps | CPU ms/frame |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for rate, by_name in results.items():
         for name, r in by_name.items():
             rounds = ", ".join(f"{v:.2f}" for v in r["p50_per_round"])
             relative = ", ".join(f"{v:.2f}" for v in r["p50_vs_baseline_per_round"])
-            print(f"| {'back to back' if rate == '0' else rate + ' fps'} | {name} | {r['backend']} | {r['p50']:.2f} | "
+            label = {"0": "back to back", "rtsp": "RTSP 720p30"}.get(rate, f"{rate} fps")
+            print(f"| {label} | {name} | {r['backend']} | {r['p50']:.2f} | "
                   f"{r['p99']:.2f} | {r['p99'] / r['p50']:.2f} | {r['capture_age_p50'] or 0:.2f} | "
-                  f"{r['infer_p50'] or 0:.2f} | {r['p50_vs_baseline']:.2f} ({relative}) | {rounds} | {r['fps']:.1f} |")  # fmt: skip
+                  f"{r['infer_p50'] or 0:.2f} | {r['p50_vs_baseline']:.2f} ({relative}) | {rounds} | {r['fps']:.1f} | {r['cpu_ms_per_frame']:.1f} |")  # fmt: skip
     if args.json:
         report = {"machine": machine_info(), "rounds": args.rounds, "frames": args.frames, "results": results}
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -3,8 +3,10 @@
 Preference: tensorrt > torch-cuda > onnxruntime-cuda > openvino-cpu INT8 IR > onnxruntime-cpu >
 openvino-cpu FP32 (> torch-cpu, the only way to run a checkpoint folder without CUDA). On a CPU,
 OpenVINO wins only with the INT8 IR ``edge-calibrate openvino`` made for this very ONNX
-(``M.openvino.xml`` beside ``M.onnx``, its sidecar naming the ONNX's SHA-256): at FP32 accuracy it
-is the fastest CPU path, 2x ONNX Runtime FP32 end to end (``docs/benchmarks.md``). An FP32 file in
+(``M.openvino.xml`` beside ``M.onnx``, its sidecar naming the ONNX's SHA-256), and only on a CPU
+with an INT8 dot-product instruction (``cpu_features``): there, at FP32 accuracy, it is the fastest
+CPU path, 2x ONNX Runtime FP32 end to end; with AVX2 only it is 10 % slower than ONNX Runtime FP32
+and drifts from the recorded outputs, so ONNX Runtime FP32 is taken (``docs/benchmarks.md``). An FP32 file in
 OpenVINO (f32, the precision that reproduces ONNX Runtime's results) is only 8 % faster than ONNX
 Runtime: ask for it with ``--backend openvino``. A candidate needs both its runtime and its file:
 
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stopsign.edge.backends.base import BackendError, backend_class
+from stopsign.edge.backends.cpu_features import cpu_flags, has_int8_dot_product
 from stopsign.edge.model.engine_sidecar import EngineSidecarError, check_engine_sidecar
 from stopsign.edge.model.openvino_ir import OpenVinoIrError, check_ir_for_onnx, ir_paths_for
 
@@ -71,6 +74,8 @@ class Availability:
     tensorrt_version: str = ""
     compute_capability: str = ""
     openvino: bool = False
+    # An INT8 dot-product instruction (cpu_features): without one the INT8 IR is not the fastest.
+    int8_dot_product: bool = True
 
     @classmethod
     def detect(cls, files: ModelFiles) -> Availability:
@@ -97,7 +102,10 @@ class Availability:
             ort, ort_cuda = True, "CUDAExecutionProvider" in onnxruntime.get_available_providers()
         has_file = files.onnx is not None or files.openvino_ir is not None
         openvino = has_file and backend_class("openvino").is_available()
-        return cls(trt, torch, torch_cuda, ort, ort_cuda, trt_version, capability, openvino)
+        dot_product = has_int8_dot_product(cpu_flags())
+        return cls(
+            trt, torch, torch_cuda, ort, ort_cuda, trt_version, capability, openvino, dot_product is not False
+        )
 
 
 @dataclass(frozen=True)
@@ -157,7 +165,14 @@ def choose_backend(
         skipped.append(
             "openvino-cpu INT8: no M.openvino.xml beside the .onnx (make one: edge-calibrate openvino)"
         )
-    if files.openvino_ir is not None:
+    ort_fp32 = files.onnx is not None and available.onnxruntime
+    if files.openvino_ir is not None and ort_fp32 and not available.int8_dot_product:
+        skipped.append(
+            "openvino-cpu INT8: this CPU has no INT8 dot-product instruction (AVX-512 VNNI, AVX-VNNI, AMX), "
+            "where the INT8 IR is slower than ONNX Runtime FP32 and drifts from its outputs "
+            "(docs/int8.md, INT8 on AVX2 CPUs)"
+        )
+    elif files.openvino_ir is not None:
         if not available.openvino:
             skipped.append(f"openvino-cpu INT8: {files.openvino_ir} exists but OpenVINO is not installed")
         else:

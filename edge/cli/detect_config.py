@@ -74,6 +74,7 @@ class DetectConfig:
     # any other address needs the token (the view) or is refused (Foxglove has no authentication).
     view: str | None = None
     view_fps: float = 10.0
+    view_width: int = 640
     view_token_file: str | None = None
     foxglove: str | None = None
     foxglove_fps: float = 10.0
@@ -183,6 +184,8 @@ class DetectConfig:
             value = getattr(self, key)
             if not (math.isfinite(value) and 0 < value <= 60):
                 raise ConfigError(f"{key}={value!r}: must be in (0, 60] frames per second")
+        if self.view_width != 0 and not 160 <= self.view_width <= 7680:
+            raise ConfigError(f"view_width={self.view_width!r}: must be 0 (full size) or 160-7680 px")
         if self.view is not None:
             host, _ = self._listen("view")
             if self.view_token_file is None and not is_loopback(host):

@@ -23,6 +23,11 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
     )
     live.add_argument("--view-fps", type=float, help="frames a second sent to the page at most (default 10)")
     live.add_argument(
+        "--view-width",
+        type=int,
+        help="frames are scaled to this width for the page (default 640; 0: full size, ~2.7x the CPU)",
+    )
+    live.add_argument(
         "--view-token-file", help="file holding the token a request must carry (?token= or Bearer)"
     )
     live.add_argument(
@@ -45,7 +50,9 @@ def check_live(config: DetectConfig) -> None:
 def view_config(config: DetectConfig) -> ViewConfig:
     """The live page's settings; the token file is read here (errors name it)."""
     try:
-        return view_config_from_flags(str(config.view), config.view_fps, config.view_token_file)
+        return view_config_from_flags(
+            str(config.view), config.view_fps, config.view_token_file, config.view_width
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 

@@ -73,12 +73,17 @@ class ViewConfig:
     token: str | None = None
     max_clients: int = 16
     jpeg_quality: int = 80
+    # Frames wider are drawn at full size, then scaled to this width before the JPEG (0: never).
+    # A 720p frame costs 5.4 ms of CPU to encode, 2.0 ms halved: CPU the detector shares.
+    max_width: int = 640
     event_backlog: int = 100
     client_queue: int = 200  # text messages waiting for one client; the oldest go first
 
     def __post_init__(self) -> None:
         if not 0 < self.fps <= 60:
             raise ViewConfigError(f"view fps must be in (0, 60], got {self.fps}")
+        if self.max_width != 0 and not 160 <= self.max_width <= 7680:
+            raise ViewConfigError(f"view width must be 0 (full size) or 160-7680 px, got {self.max_width}")
         if self.token is not None and len(self.token) < MIN_TOKEN_CHARS:
             raise ViewConfigError(
                 f"view token has {len(self.token)} characters; use at least {MIN_TOKEN_CHARS} "
@@ -91,12 +96,14 @@ class ViewConfig:
             )
 
 
-def view_config_from_flags(address: str, fps: float, token_file: str | None) -> ViewConfig:
-    """``--view``, ``--view-fps``, ``--view-token-file`` -> :class:`ViewConfig`; the token file is
-    read here. Raises ValueError (a ``ViewConfigError`` or ``ListenAddressError``) naming the flag."""
+def view_config_from_flags(
+    address: str, fps: float, token_file: str | None, max_width: int = ViewConfig.max_width
+) -> ViewConfig:
+    """``--view``, ``--view-fps``, ``--view-token-file``, ``--view-width`` -> :class:`ViewConfig`; the
+    token file is read here. Raises ValueError (a ``ViewConfigError`` or ``ListenAddressError``)."""
     host, port = parse_listen_address(address, "--view")
     token = read_token_file(token_file) if token_file else None
-    return ViewConfig(host, port, fps, token)
+    return ViewConfig(host, port, fps, token, max_width=max_width)
 
 
 def read_token_file(path: str) -> str:
@@ -135,7 +142,13 @@ class _Client:
     texts: deque[str]
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     frame: bytes | None = None  # the newest encoded frame not yet sent; replaced, never queued
+    sending: bool = False  # inside a send: a stalled socket keeps it True, and it is sent no frame
     sent_frames: int = 0
+
+    @property
+    def ready(self) -> bool:
+        """Would take a new frame now: nothing unsent and no send in progress."""
+        return self.frame is None and not self.sending
 
 
 class ViewSink(Sink):
@@ -333,8 +346,8 @@ class ViewSink(Sink):
         while True:
             next_at = max(next_at + period, loop.time())
             await asyncio.sleep(next_at - loop.time())
-            if not self._clients:
-                continue
+            if not any(client.ready for client in self._clients):
+                continue  # nobody watching, or only stalled viewers: encoding would be wasted CPU
             snapshot = self._slot.take(taken)
             if snapshot is None:
                 continue
@@ -354,7 +367,12 @@ class ViewSink(Sink):
             self._canvas = np.empty_like(image)
         np.copyto(self._canvas, image)
         annotate(self._canvas, snapshot.result, self._names, snapshot.tracks, self._tiles)
-        ok, data = cv2.imencode(".jpg", self._canvas, [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
+        shown = self._canvas
+        height, width = shown.shape[:2]
+        if self.config.max_width and width > self.config.max_width:
+            size = (self.config.max_width, max(1, round(height * self.config.max_width / width)))
+            shown = cv2.resize(shown, size, interpolation=cv2.INTER_AREA)  # the boxes stay legible
+        ok, data = cv2.imencode(".jpg", shown, [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
         if not ok:
             raise ValueError(f"cv2.imencode failed on a {image.shape} frame")
         self.encoded_frames += 1
@@ -368,12 +386,14 @@ class ViewSink(Sink):
             while not client.ws.closed:
                 await client.wake.wait()
                 client.wake.clear()
+                client.sending = True
                 while client.texts:
                     await client.ws.send_str(client.texts.popleft())
                 frame, client.frame = client.frame, None
                 if frame is not None:
                     await client.ws.send_bytes(frame)
                     client.sent_frames += 1
+                client.sending = False
         except (ClientConnectionResetError, ConnectionError) as exc:
             log.info("view: client gone (%s)", exc)
             await client.ws.close()

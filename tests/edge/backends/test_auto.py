@@ -126,6 +126,16 @@ def test_auto_prints_its_choice_and_explicit_never_falls_back(
         # On a CPU with OpenVINO, the INT8 IR made for this ONNX beats ONNX Runtime FP32.
         (Availability(onnxruntime=True, openvino=True), "current", "openvino-cpu", "ir", ""),
         (Availability(openvino=True), "current", "openvino-cpu", "ir", ""),
+        # Without an INT8 dot-product instruction (AVX2 only) ONNX Runtime FP32 is faster and exact.
+        (
+            Availability(onnxruntime=True, openvino=True, int8_dot_product=False),
+            "current",
+            "onnxruntime-cpu",
+            "onnx",
+            "no INT8 dot-product instruction",
+        ),
+        # ... unless there is nothing else to run it with.
+        (Availability(openvino=True, int8_dot_product=False), "current", "openvino-cpu", "ir", ""),
         # A re-exported ONNX makes the IR stale: skipped, with the reason.
         (
             Availability(onnxruntime=True, openvino=True),

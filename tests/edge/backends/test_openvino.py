@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from stopsign.edge.backends.base import BackendError, BackendOptions
+from stopsign.edge.backends.cpu_features import cpu_flags, has_int8_dot_product
 from stopsign.edge.backends.onnxruntime import OnnxRuntimeBackend
 from stopsign.edge.backends.openvino import OpenVinoBackend
 from tests.edge.helpers import requires_gstreamer
@@ -24,26 +25,13 @@ pytestmark = [
 SHIPPED = Path(__file__).resolve().parents[3] / "edge" / "assets"
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return set()
-    return {
-        flag
-        for line in text.splitlines()
-        if line.startswith("flags")
-        for flag in line.split(":", 1)[1].split()
-    }
-
-
 # The recorded INT8 outputs come from OpenVINO's dot-product kernels (AVX-512 VNNI / AVX-VNNI /
 # AMX). On a CPU with AVX2 only, its INT8 path multiplies through vpmaddubsw, whose int16 sums
 # saturate, and lands further from the Q/DQ reference than those outputs allow (an AVX2-only AMD
 # EPYC gave 0.28 objectness where 0.15 is allowed, and the expected-output replays failed).
 # Hardware, like a GPU: skipped with the reason, not loosened (docs/int8.md, "INT8 on AVX2 CPUs").
 requires_int8_dot_product = pytest.mark.skipif(
-    not ({"avx512_vnni", "avx_vnni", "amx_int8"} & _cpu_flags()),
+    has_int8_dot_product(cpu_flags()) is False,
     reason="this CPU has no INT8 dot-product instruction (AVX-512 VNNI, AVX-VNNI or AMX): OpenVINO's "
     "AVX2 INT8 kernels round differently from the recorded outputs",
 )
