@@ -314,9 +314,18 @@ def test_a_signed_qdq_file_is_read_with_unsigned_activations(tmp_path: Path) -> 
     assert np.abs(got[..., 4] - want[..., 4]).max() < 0.15
 
 
-def test_auto_runs_the_int8_ir_beside_the_shipped_onnx(tmp_path: Path) -> None:
+def test_auto_runs_the_int8_ir_beside_the_shipped_onnx(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stopsign.edge.backends import auto
     from stopsign.edge.backends.base import resolve_model
 
+    # An AVX2-only CPU: ONNX Runtime on the FP32 file (faster there, and exact).
+    monkeypatch.setattr(auto, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    cls, path = resolve_model("auto", SHIPPED / "stopsign.onnx")
+    assert cls.name == "onnxruntime" and path == SHIPPED / "stopsign.onnx"
+    # A CPU with an INT8 dot-product instruction: the INT8 IR.
+    monkeypatch.setattr(auto, "cpu_flags", lambda: frozenset({"avx2", "avx512_vnni"}))
     cls, path = resolve_model("auto", SHIPPED / "stopsign.onnx")
     assert cls is OpenVinoBackend and path == SHIPPED / "stopsign.openvino.xml"
     backend = load(path, tmp_path)
