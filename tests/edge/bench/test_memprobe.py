@@ -198,3 +198,41 @@ def test_soak_refuses_memray_with_tracemalloc(tiny_onnx: Path, tmp_path: Path, m
     with pytest.raises(SystemExit) as exit_info:
         soak.main()
     assert exit_info.value.code == 2
+
+
+def soak_result(path: Path, rss: list[float], block: int = 25_000) -> Path:
+    rows = [
+        {"frames": block * (i + 1), "rss_mb": mb, "rss_anon_mb": mb - 90, "rss_file_mb": 90.0,
+         "malloc": {"in_use_mb": 40.0, "free_mb": 20.0 + i, "system_mb": 60.0 + i}}
+        for i, mb in enumerate(rss)
+    ]  # fmt: skip
+    path.write_text(json.dumps({"probes": rows}), encoding="utf-8")
+    return path
+
+
+def test_memory_slope_fits_per_100k_frames_and_projects_at_30_fps(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    slope_script = load_bench_script("memory_slope")
+    # 0.5 MB per 25k frames = 2 MB per 100k frames, from 100 MB at frame 0 of the line.
+    result = soak_result(tmp_path / "soak.json", [100.5, 101.0, 101.5, 102.0])
+    run = slope_script.Run.load(result, "replay")
+    assert run.slope("rss_mb") == pytest.approx(2.0)
+    assert run.slope("rss_file_mb") == pytest.approx(0.0, abs=1e-9)
+    assert run.slope("heap_free_mb") == pytest.approx(4.0)  # 1 MB per 25k frames
+    assert run.projection(8.0) == pytest.approx(100 + 2.0 * 8 * 3600 * 30 / 100_000)
+    out_json, png = tmp_path / "slopes.json", tmp_path / "slope.png"
+    argv = ["memory_slope.py", str(result), "--labels", "replay", "--json", str(out_json), "--png", str(png)]
+    monkeypatch.setattr(sys, "argv", argv)
+    slope_script.main()
+    assert "| replay | 25,000-100,000 | +2.00 |" in capsys.readouterr().out
+    assert json.loads(out_json.read_text())["replay"]["slope_mb_per_100k"]["rss_mb"] == 2.0
+    assert png.stat().st_size > 0
+
+
+def test_memory_slope_names_a_result_without_probe_rows(tmp_path: Path, monkeypatch) -> None:
+    slope_script = load_bench_script("memory_slope")
+    bare = tmp_path / "soak.json"
+    bare.write_text(json.dumps({"probes": []}), encoding="utf-8")
+    with pytest.raises(ValueError, match="--malloc-info"):
+        slope_script.Run.load(bare, "bare")
