@@ -5,8 +5,8 @@
 
 Reads ``soak.json`` files written by ``bench/soak.py --malloc-info`` (one probe row every
 ``--block`` frames; the first row is the end of warm-up) and fits a least-squares line to each
-figure against frames from that row on: RSS, its anonymous and file-backed parts, and glibc's
-heap (in use, free, taken from the system). Prints a Markdown table of the rows and the slopes
+figure against frames from that row on: RSS, its anonymous and file-backed parts, glibc's heap
+(in use, free, taken from the system) and the count of live Python objects. Prints a Markdown table of the rows and the slopes
 in MB per 100k frames, and a projection of RSS at 30 fps (8 hours, a week): a straight line
 drawn from the frames measured, never more than that.
 """
@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-FIGURES = ("rss_mb", "rss_anon_mb", "rss_file_mb", "heap_in_use_mb", "heap_free_mb", "heap_system_mb")
+FIGURES = ("rss_mb", "rss_anon_mb", "rss_file_mb", "heap_in_use_mb", "heap_free_mb", "heap_system_mb",
+           "python_kblocks")  # fmt: skip
 PER = 100_000  # slopes are in MB per this many frames
 FPS = 30.0
 HORIZONS_H = {"8 hours": 8.0, "a week": 24.0 * 7}
@@ -37,8 +38,11 @@ class Run:
 
     @classmethod
     def load(cls, path: Path, label: str) -> Run:
-        result = json.loads(path.read_text(encoding="utf-8"))
-        rows = result.get("probes") or []
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".jsonl":  # probes.jsonl: the rows of a run still going
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            rows = json.loads(text).get("probes") or []
         if len(rows) < 2 or any("malloc" not in row for row in rows):
             raise ValueError(
                 f"{path}: needs two or more probe rows with malloc_info (bench/soak.py --malloc-info)"
@@ -50,6 +54,8 @@ class Run:
             "heap_in_use_mb": [row["malloc"]["in_use_mb"] for row in rows],
             "heap_free_mb": [row["malloc"]["free_mb"] for row in rows],
             "heap_system_mb": [row["malloc"]["system_mb"] for row in rows],
+            # Thousands of live Python objects (sys.getallocatedblocks); NaN in rows made before it.
+            "python_kblocks": [row.get("python_blocks", float("nan")) / 1000 for row in rows],
         }
         frames = np.array([row["frames"] for row in rows], dtype=np.float64)
         return cls(
@@ -57,8 +63,12 @@ class Run:
         )
 
     def slope(self, key: str) -> float:
-        """MB per ``PER`` frames, least squares over every row (the first is the end of warm-up)."""
-        return float(np.polyfit(self.frames, self.columns[key], 1)[0] * PER)
+        """Per ``PER`` frames (MB, or thousands of Python objects), least squares over every row
+        (the first is the end of warm-up); NaN where the figure was not recorded."""
+        values = self.columns[key]
+        if np.isnan(values).any():
+            return float("nan")
+        return float(np.polyfit(self.frames, values, 1)[0] * PER)
 
     def projection(self, hours: float) -> float:
         """RSS (MB) after ``hours`` at ``FPS`` on the fitted line: an extrapolation."""
@@ -127,7 +137,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("results", nargs="+", type=Path, help="soak.json files (bench/soak.py --malloc-info)")
+    parser.add_argument(
+        "results",
+        nargs="+",
+        type=Path,
+        help="soak.json (or a running soak's probes.jsonl) of --malloc-info runs",
+    )
     parser.add_argument("--labels", nargs="+", help="one per result (default: the folder names)")
     parser.add_argument("--png", type=Path, help="write the plot here")
     parser.add_argument("--json", type=Path, help="write the slopes and projections here")

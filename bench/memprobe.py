@@ -1,6 +1,6 @@
 """Where a long run's memory goes: the opt-in probes of ``bench/soak.py``.
 
-Three views of one process, each answering a different "what grows?":
+Views of one process, each answering a different "what grows?":
 
 - ``rss_breakdown``: the kernel's view (``/proc/self/status``): anonymous memory (heap, mmaps)
   apart from file-backed pages (shared libraries paged in as new code runs: not a leak).
@@ -8,6 +8,8 @@ Three views of one process, each answering a different "what grows?":
   free inside it (fast bins + other bins + the top chunk) and large blocks served by ``mmap``.
   In-use flat while system bytes grow is allocator fragmentation; in-use growing is a native
   allocation that is kept (GStreamer, ONNX Runtime, OpenVINO, numpy).
+- ``sys.getallocatedblocks``: Python's live object count; its small-object allocator takes its
+  own arenas with mmap, outside malloc_info's view.
 - ``TracemallocProbe``: Python's view: the allocation sites (by traceback) whose live bytes grew
   since a baseline snapshot. A growing Python container shows here by its line.
 - ``MemrayProbe``: memray's native mode (optional, ``pip install memray``): every native
@@ -23,6 +25,7 @@ import ctypes
 import ctypes.util
 import linecache
 import os
+import sys
 import sysconfig
 import time
 import tracemalloc
@@ -347,7 +350,9 @@ class BlockProbe:
             self.tracemalloc.start()
 
     def __call__(self, frames: int) -> None:
-        row: dict[str, Any] = {"frames": frames, **rss_breakdown()}
+        # Python's small-object allocator serves its own mmap'd arenas, which malloc_info does not
+        # see; its live block count is the cheap sign of Python objects piling up.
+        row: dict[str, Any] = {"frames": frames, **rss_breakdown(), "python_blocks": sys.getallocatedblocks()}
         if self.native:
             row["malloc"] = malloc_info().to_dict()
         baseline = not self.rows

@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from tqdm import tqdm
 
@@ -113,13 +113,39 @@ def endless_factory(uri: str, options: SourceOptions, report: StatusReport) -> S
 BEAT_FIELDS = ("monotonic_ns", "frame", "fps", "p50_ms", "p99_ms", "drop_rate")
 
 
-class HeartbeatFollower:
-    """Follows the events file across rotations (as ``tail -F`` does) and keeps the heartbeats,
-    so that rotation may drop old files without losing the latency record."""
+class Record:
+    """Rows appended to a JSON-lines file as they come and read back at the end.
+
+    The soak measures this very process, so its own record must not stay in its memory: kept in
+    lists, an hour's 720 samples (440 B each) and 3,600 heartbeats (232 B each, as tuples) held
+    1.15 MB more every hour. That grows with time, not frames, so on a busy machine (fewer frames
+    an hour) it looked like a per-frame slope of the pipeline (docs/reliability.md)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.beats: list[tuple] = []
+        path.unlink(missing_ok=True)
+        self._handle: IO[str] = path.open("a", encoding="utf-8")
+        self.count = 0
+
+    def append(self, row: dict[str, Any]) -> None:
+        self._handle.write(json.dumps(row) + "\n")
+        self._handle.flush()
+        self.count += 1
+
+    def rows(self) -> list[dict[str, Any]]:
+        self._handle.flush()
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines()]
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+class HeartbeatFollower:
+    """Follows the events file across rotations (as ``tail -F`` does) and records the heartbeats'
+    few fields used, so that rotation may drop old files without losing the latency record."""
+
+    def __init__(self, path: Path, record: Record) -> None:
+        self.path, self.record = path, record
         self._handle: IO[str] | None = None
         self._inode: int | None = None
         self._partial = ""
@@ -136,9 +162,7 @@ class HeartbeatFollower:
             for line in lines:
                 if '"heartbeat"' in line:
                     beat = json.loads(line)
-                    # A tuple of the few fields used, not the dict: the soak measures this very
-                    # process, and 3,600 heartbeat dicts an hour would add 7 MB to its RSS.
-                    self.beats.append(tuple(beat.get(key) for key in BEAT_FIELDS))
+                    self.record.append({key: beat.get(key) for key in BEAT_FIELDS})
             try:
                 current: int | None = self.path.stat().st_ino
             except FileNotFoundError:
@@ -163,7 +187,7 @@ def sample(
     stop: threading.Event,
     every_s: float,
     duration_s: float,
-    out: list[dict[str, float]],
+    out: Record,
     events: Path,
     follower: HeartbeatFollower,
 ) -> None:
@@ -340,11 +364,11 @@ def main() -> None:
         source=args.source, model=args.model, events=str(events), health=False, budget_ms=args.budget_ms,
         max_frames=args.frames, events_max_bytes=args.events_max_bytes,
     )  # fmt: skip
-    stop, samples = threading.Event(), []
+    stop, sample_record = threading.Event(), Record(out / "samples.jsonl")
     duration_s = args.minutes * 60 if not args.frames else float("inf")
-    follower = HeartbeatFollower(events)
+    follower = HeartbeatFollower(events, Record(out / "beats.jsonl"))
     sampler = threading.Thread(
-        target=sample, args=(stop, args.sample_s, duration_s, samples, events, follower), daemon=True
+        target=sample, args=(stop, args.sample_s, duration_s, sample_record, events, follower), daemon=True
     )
     sampler.start()
     # Ctrl-C / SIGTERM end the run early but still write the summary of what ran.
@@ -363,7 +387,9 @@ def main() -> None:
     stop.set()
     sampler.join()
     follower.close()
-    beats = [dict(zip(BEAT_FIELDS, beat)) for beat in follower.beats]
+    samples, beats = sample_record.rows(), follower.record.rows()
+    sample_record.close()
+    follower.record.close()
     result = {
         "config": {**vars(args)},
         "exit_code": code,

@@ -168,7 +168,10 @@ def test_a_probed_source_reads_every_block(tmp_path: Path) -> None:
     frames = [source.read(0.1) for _ in range(5)]
     assert [f.index for f in frames if f is not None] == [0, 1, 2, 3, 4]
     assert [row["frames"] for row in probe.rows] == [2, 4]
-    assert all(row["malloc"]["system_mb"] > 0 and row["rss_mb"] > 0 for row in probe.rows)
+    assert all(
+        row["malloc"]["system_mb"] > 0 and row["rss_mb"] > 0 and row["python_blocks"] > 0
+        for row in probe.rows
+    )
     with pytest.raises(ValueError, match="block must be >= 1"):
         memprobe.BlockProbe(block=0).start()
 
