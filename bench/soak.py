@@ -146,6 +146,7 @@ class HeartbeatFollower:
 
     def __init__(self, path: Path, record: Record) -> None:
         self.path, self.record = path, record
+        self.counts: dict[str, int] = {}  # events by kind (a few kinds: bounded)
         self._handle: IO[str] | None = None
         self._inode: int | None = None
         self._partial = ""
@@ -160,9 +161,13 @@ class HeartbeatFollower:
                 self._inode, self._partial = os.fstat(self._handle.fileno()).st_ino, ""
             *lines, self._partial = (self._partial + self._handle.read()).split("\n")
             for line in lines:
-                if '"heartbeat"' in line:
-                    beat = json.loads(line)
-                    self.record.append({key: beat.get(key) for key in BEAT_FIELDS})
+                if not line:
+                    continue
+                event = json.loads(line)
+                kind = event.get("event", "?")
+                self.counts[kind] = self.counts.get(kind, 0) + 1
+                if kind == "heartbeat":
+                    self.record.append({key: event.get(key) for key in BEAT_FIELDS})
             try:
                 current: int | None = self.path.stat().st_ino
             except FileNotFoundError:
@@ -328,6 +333,13 @@ def main() -> None:
     parser.add_argument("--sample-s", type=float, default=5.0)
     parser.add_argument("--warmup-s", type=float, default=60.0)
     parser.add_argument("--budget-ms", type=float, default=100.0)
+    parser.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=0.5,
+        help="s without a frame before a live source is rebuilt (edge-detect's default; raise it on a "
+        "machine that pauses the soak, or every pause rebuilds the one source)",
+    )
     parser.add_argument("--out", default="bench/results/soak")
     probes = parser.add_argument_group(
         "finding what grows (bench/memprobe.py), taken at every --block frames"
@@ -362,7 +374,7 @@ def main() -> None:
         old.unlink()
     config = DetectConfig(
         source=args.source, model=args.model, events=str(events), health=False, budget_ms=args.budget_ms,
-        max_frames=args.frames, events_max_bytes=args.events_max_bytes,
+        max_frames=args.frames, events_max_bytes=args.events_max_bytes, stall_timeout=args.stall_timeout,
     )  # fmt: skip
     stop, sample_record = threading.Event(), Record(out / "samples.jsonl")
     duration_s = args.minutes * 60 if not args.frames else float("inf")
@@ -394,6 +406,7 @@ def main() -> None:
         "config": {**vars(args)},
         "exit_code": code,
         "summary": summarise(samples, beats, args.warmup_s),
+        "event_counts": follower.counts,
         "blocks": blocks(samples, beats, args.block) if args.frames else [],
         "probes": probe.rows if probe is not None else [],
         **probe_end,

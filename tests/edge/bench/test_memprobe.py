@@ -186,6 +186,7 @@ def test_soak_writes_the_probe_rows(tiny_onnx: Path, tmp_path: Path, monkeypatch
     monkeypatch.setattr(sys, "argv", argv)
     soak.main()
     result = json.loads((out / "soak.json").read_text())
+    assert result["event_counts"]["started"] == result["event_counts"]["stopped"] == 1
     rows = result["probes"]
     assert [row["frames"] for row in rows] == [30, 60, 90]
     assert all(row["malloc"]["in_use_mb"] > 0 for row in rows)
