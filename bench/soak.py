@@ -16,6 +16,15 @@ GStreamer set-up and teardown soak too), frame indices and timestamps carrying o
 adds one row per ``--block`` frames: RSS, fds and threads at the block's end, the median and
 worst of the per-second p99 latencies in it, and the events files' size (with rotation at
 ``--events-max-bytes``).
+
+Finding what grows (opt-in, ``bench/memprobe.py``; each costs time and some memory of its own, so
+a run that measures the slope itself leaves them off): at every block's end ``--malloc-info``
+records glibc's heap per arena (in use, free, mmap'd), ``--tracemalloc`` the Python allocation
+sites whose live bytes grew since the first block's end, ``--memray FILE`` traces native
+allocations from the first block's end on and reports those still alive at the end, and
+``--malloc-trim`` gives free heap back after each reading (how much RSS drops tells free-but-
+resident heap from held memory). The rows go to ``probes.jsonl`` as they are taken and into the
+summary JSON.
 """
 
 from __future__ import annotations
@@ -26,11 +35,12 @@ import json
 import os
 import signal
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from tqdm import tqdm
 
@@ -40,6 +50,11 @@ from stopsign.edge.cli.machine import process_stats
 from stopsign.edge.sources.base import Source, SourceOptions, StatusReport
 from stopsign.edge.sources.factory import make_source
 from stopsign.edge.vision.frame import NO_TIMESTAMP, Frame
+
+BENCH = Path(__file__).resolve().parent
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))  # the memory probes live in a module beside this script
+from memprobe import BlockProbe, MemrayProbe, ProbedSource, TracemallocProbe, rss_breakdown  # noqa: E402
 
 
 class EndlessReplay(Source):
@@ -98,13 +113,40 @@ def endless_factory(uri: str, options: SourceOptions, report: StatusReport) -> S
 BEAT_FIELDS = ("monotonic_ns", "frame", "fps", "p50_ms", "p99_ms", "drop_rate")
 
 
-class HeartbeatFollower:
-    """Follows the events file across rotations (as ``tail -F`` does) and keeps the heartbeats,
-    so that rotation may drop old files without losing the latency record."""
+class Record:
+    """Rows appended to a JSON-lines file as they come and read back at the end.
+
+    The soak measures this very process, so its own record must not stay in its memory: kept in
+    lists, an hour's 720 samples (440 B each) and 3,600 heartbeats (232 B each, as tuples) held
+    1.15 MB more every hour. That grows with time, not frames, so on a busy machine (fewer frames
+    an hour) it looked like a per-frame slope of the pipeline (docs/reliability.md)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.beats: list[tuple] = []
+        path.unlink(missing_ok=True)
+        self._handle: IO[str] = path.open("a", encoding="utf-8")
+        self.count = 0
+
+    def append(self, row: dict[str, Any]) -> None:
+        self._handle.write(json.dumps(row) + "\n")
+        self._handle.flush()
+        self.count += 1
+
+    def rows(self) -> list[dict[str, Any]]:
+        self._handle.flush()
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines()]
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+class HeartbeatFollower:
+    """Follows the events file across rotations (as ``tail -F`` does) and records the heartbeats'
+    few fields used, so that rotation may drop old files without losing the latency record."""
+
+    def __init__(self, path: Path, record: Record) -> None:
+        self.path, self.record = path, record
+        self.counts: dict[str, int] = {}  # events by kind (a few kinds: bounded)
         self._handle: IO[str] | None = None
         self._inode: int | None = None
         self._partial = ""
@@ -119,11 +161,13 @@ class HeartbeatFollower:
                 self._inode, self._partial = os.fstat(self._handle.fileno()).st_ino, ""
             *lines, self._partial = (self._partial + self._handle.read()).split("\n")
             for line in lines:
-                if '"heartbeat"' in line:
-                    beat = json.loads(line)
-                    # A tuple of the few fields used, not the dict: the soak measures this very
-                    # process, and 3,600 heartbeat dicts an hour would add 7 MB to its RSS.
-                    self.beats.append(tuple(beat.get(key) for key in BEAT_FIELDS))
+                if not line:
+                    continue
+                event = json.loads(line)
+                kind = event.get("event", "?")
+                self.counts[kind] = self.counts.get(kind, 0) + 1
+                if kind == "heartbeat":
+                    self.record.append({key: event.get(key) for key in BEAT_FIELDS})
             try:
                 current: int | None = self.path.stat().st_ino
             except FileNotFoundError:
@@ -148,7 +192,7 @@ def sample(
     stop: threading.Event,
     every_s: float,
     duration_s: float,
-    out: list[dict[str, float]],
+    out: Record,
     events: Path,
     follower: HeartbeatFollower,
 ) -> None:
@@ -158,7 +202,9 @@ def sample(
         while not stop.wait(every_s):
             elapsed = time.monotonic() - start
             follower.poll()
+            memory = rss_breakdown()
             out.append({"t_s": round(elapsed, 1), "monotonic_ns": time.monotonic_ns(), **process_stats(),
+                        "rss_anon_mb": memory["rss_anon_mb"], "rss_file_mb": memory["rss_file_mb"],
                         "events_bytes": events_bytes(events)})  # fmt: skip
             bar.n = int(elapsed) if total is None else min(int(elapsed), total)
             bar.refresh()
@@ -180,7 +226,8 @@ def blocks(samples: list[dict[str, float]], beats: list[dict], block: int) -> li
         p99 = [b["p99_ms"] for b in inside]
         rows.append({
             "frames": end,
-            "rss_mb": round(last["rss_mb"], 1), "fds": last["fds"], "threads": last["threads"],
+            "rss_mb": round(last["rss_mb"], 1), "rss_anon_mb": last.get("rss_anon_mb"),
+            "rss_file_mb": last.get("rss_file_mb"), "fds": last["fds"], "threads": last["threads"],
             "events_bytes": last["events_bytes"],
             "p50_ms_median": round(statistics.median(b["p50_ms"] for b in inside), 2) if inside else None,
             "p99_ms_median": round(statistics.median(p99), 2) if p99 else None,
@@ -235,6 +282,39 @@ def plot(samples: list[dict[str, float]], beats: list[dict], path: Path) -> None
     fig.savefig(path, dpi=100)
 
 
+def make_probe(args: argparse.Namespace, out: Path) -> BlockProbe | None:
+    """The probes asked for on the command line, or None (the soak then measures only itself)."""
+    if not (args.malloc_info or args.tracemalloc or args.malloc_trim or args.memray):
+        return None
+    return BlockProbe(
+        block=args.block,
+        native=args.malloc_info,
+        trim=args.malloc_trim,
+        tracemalloc=TracemallocProbe(args.tracemalloc_frames, args.top) if args.tracemalloc else None,
+        memray=MemrayProbe(Path(args.memray)) if args.memray else None,
+    )
+
+
+def probed(factory: Callable[..., Source], probe: BlockProbe, rows_file: Path) -> Callable[..., Source]:
+    """``factory`` with its source wrapped: ``probe`` runs every block, each row appended to
+    ``rows_file`` as it is taken (an interrupted run keeps what it measured)."""
+    rows_file.unlink(missing_ok=True)
+
+    def take(frames: int) -> None:
+        probe(frames)
+        with rows_file.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(probe.rows[-1]) + "\n")
+        row = probe.rows[-1]
+        native = row.get("malloc", {})
+        tqdm.write(f"probe @{frames}: RSS {row['rss_mb']} MB (anon {row['rss_anon_mb']}, file {row['rss_file_mb']})"
+                   + (f"; heap in use {native['in_use_mb']} free {native['free_mb']} MB" if native else ""))  # fmt: skip
+
+    def build(uri: str, options: SourceOptions, report: StatusReport) -> Source:
+        return ProbedSource(factory(uri, options, report), probe.block, take)
+
+    return build
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True)
@@ -253,8 +333,31 @@ def main() -> None:
     parser.add_argument("--sample-s", type=float, default=5.0)
     parser.add_argument("--warmup-s", type=float, default=60.0)
     parser.add_argument("--budget-ms", type=float, default=100.0)
+    parser.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=0.5,
+        help="s without a frame before a live source is rebuilt (edge-detect's default; raise it on a "
+        "machine that pauses the soak, or every pause rebuilds the one source)",
+    )
     parser.add_argument("--out", default="bench/results/soak")
+    probes = parser.add_argument_group(
+        "finding what grows (bench/memprobe.py), taken at every --block frames"
+    )
+    probes.add_argument("--malloc-info", action="store_true", help="glibc heap per arena: in use, free, mmap")
+    probes.add_argument("--tracemalloc", action="store_true", help="Python allocation sites that grew")
+    probes.add_argument("--tracemalloc-frames", type=int, default=12, help="traceback depth kept")
+    probes.add_argument("--malloc-trim", action="store_true", help="malloc_trim(0) after each reading")
+    probes.add_argument("--memray", metavar="FILE", help="memray native trace from the first block on")
+    probes.add_argument("--top", type=int, default=10, help="growing sites reported per reading")
     args = parser.parse_args()
+    if args.block < 1:
+        parser.error(f"--block must be at least 1 frame, not {args.block}")
+    if args.memray and args.tracemalloc:
+        # Each would report the other: memray sees tracemalloc's snapshots as native allocations.
+        parser.error("--memray and --tracemalloc trace each other; run them one at a time")
+    if args.tracemalloc_frames < 1:
+        parser.error(f"--tracemalloc-frames must be at least 1, not {args.tracemalloc_frames}")
     if args.source is None:
         if args.mode == "replay":
             parser.error("--mode replay needs --source drive://FOLDER")
@@ -271,32 +374,42 @@ def main() -> None:
         old.unlink()
     config = DetectConfig(
         source=args.source, model=args.model, events=str(events), health=False, budget_ms=args.budget_ms,
-        max_frames=args.frames, events_max_bytes=args.events_max_bytes,
+        max_frames=args.frames, events_max_bytes=args.events_max_bytes, stall_timeout=args.stall_timeout,
     )  # fmt: skip
-    stop, samples = threading.Event(), []
+    stop, sample_record = threading.Event(), Record(out / "samples.jsonl")
     duration_s = args.minutes * 60 if not args.frames else float("inf")
-    follower = HeartbeatFollower(events)
+    follower = HeartbeatFollower(events, Record(out / "beats.jsonl"))
     sampler = threading.Thread(
-        target=sample, args=(stop, args.sample_s, duration_s, samples, events, follower), daemon=True
+        target=sample, args=(stop, args.sample_s, duration_s, sample_record, events, follower), daemon=True
     )
     sampler.start()
     # Ctrl-C / SIGTERM end the run early but still write the summary of what ran.
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    endless = args.mode == "replay"
+    probe = make_probe(args, out)
+    source_factory = endless_factory if args.mode == "replay" else make_source
+    if probe is not None:
+        probe.start()
+        source_factory = probed(source_factory, probe, out / "probes.jsonl")
     try:
-        code = run_detect(config, stop, source_factory=endless_factory if endless else make_source)
+        code = run_detect(config, stop, source_factory=source_factory)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        probe_end = probe.finish(args.top) if probe is not None else {}
     stop.set()
     sampler.join()
     follower.close()
-    beats = [dict(zip(BEAT_FIELDS, beat)) for beat in follower.beats]
+    samples, beats = sample_record.rows(), follower.record.rows()
+    sample_record.close()
+    follower.record.close()
     result = {
         "config": {**vars(args)},
         "exit_code": code,
         "summary": summarise(samples, beats, args.warmup_s),
+        "event_counts": follower.counts,
         "blocks": blocks(samples, beats, args.block) if args.frames else [],
+        "probes": probe.rows if probe is not None else [],
+        **probe_end,
         "samples": samples,
         "latency": [
             {k: b.get(k) for k in ("monotonic_ns", "fps", "p50_ms", "p99_ms", "drop_rate")} for b in beats
