@@ -21,7 +21,7 @@ def tiny_dynamic_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_tiny(tmp_path_factory.mktemp("model") / "tiny_dynamic.onnx", dynamic=True)
 
 
-def export_tiny(out: Path, dynamic: bool = False) -> Path:
+def export_tiny(out: Path, dynamic: bool = False, size: int = 160) -> Path:
     torch = pytest.importorskip("torch")
     from stopsign.export.onnx_export import export_onnx
     from stopsign.train.model import build_model
@@ -30,7 +30,7 @@ def export_tiny(out: Path, dynamic: bool = False) -> Path:
     model = build_model("yolov5n", nc=1).eval()
     spec = ModelSpec(
         class_names=["stop_sign"],
-        input_size=(160, 160),
+        input_size=(size, size),
         strides=tuple(int(s) for s in model.strides),
         anchors=tuple(tuple(float(v) for v in row) for row in model.anchors_pixels()),
         architecture="yolov5n",
