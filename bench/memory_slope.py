@@ -7,8 +7,9 @@ Reads ``soak.json`` files written by ``bench/soak.py --malloc-info`` (one probe 
 ``--block`` frames; the first row is the end of warm-up) and fits a least-squares line to each
 figure against frames from that row on: RSS, its anonymous and file-backed parts, glibc's heap
 (in use, free, taken from the system) and the count of live Python objects. Prints a Markdown table of the rows and the slopes
-in MB per 100k frames, and a projection of RSS at 30 fps (8 hours, a week): a straight line
-drawn from the frames measured, never more than that.
+in MB per 100k frames (over all rows, and over the second half: a growth that levels off has a
+smaller late slope), and a projection of RSS at 30 fps (8 hours, a week): the last row carried on
+along each slope, a straight line drawn from the frames measured and never more than that.
 """
 
 from __future__ import annotations
@@ -62,19 +63,28 @@ class Run:
             label, frames, {key: np.array(values, dtype=np.float64) for key, values in columns.items()}
         )
 
-    def slope(self, key: str) -> float:
+    def _rows(self, late: bool) -> slice:
+        # The second half of the rows (at least two): a growth that levels off shows there as a
+        # smaller slope than over the whole run.
+        return slice(min(len(self.frames) // 2, len(self.frames) - 2), None) if late else slice(None)
+
+    def slope(self, key: str, late: bool = False) -> float:
         """Per ``PER`` frames (MB, or thousands of Python objects), least squares over every row
-        (the first is the end of warm-up); NaN where the figure was not recorded."""
-        values = self.columns[key]
+        (the first is the end of warm-up), or over the second half with ``late``; NaN where the
+        figure was not recorded."""
+        rows = self._rows(late)
+        values = self.columns[key][rows]
         if np.isnan(values).any():
             return float("nan")
-        return float(np.polyfit(self.frames, values, 1)[0] * PER)
+        return float(np.polyfit(self.frames[rows], values, 1)[0] * PER)
 
-    def projection(self, hours: float) -> float:
-        """RSS (MB) after ``hours`` at ``FPS`` on the fitted line: an extrapolation."""
+    def projection(self, hours: float, late: bool = False) -> float:
+        """RSS (MB) after ``hours`` at ``FPS``: the last row's RSS carried on at the fitted slope.
+        An extrapolation of a straight line, no more."""
         frames = hours * 3600 * FPS
-        slope, intercept = np.polyfit(self.frames, self.columns["rss_mb"], 1)
-        return float(intercept + slope * frames)
+        return float(
+            self.columns["rss_mb"][-1] + self.slope("rss_mb", late) / PER * (frames - self.frames[-1])
+        )
 
 
 def markdown(runs: list[Run]) -> str:
@@ -95,13 +105,16 @@ def markdown(runs: list[Run]) -> str:
             f"slope, MB per {PER:,} frames: " + ", ".join(f"{k} {run.slope(k):+.2f}" for k in FIGURES),
             "",
         ]
-    lines += [f"| run | frames measured | RSS slope (MB / {PER:,} frames) | "
-              + " | ".join(f"RSS after {name} at {FPS:g} fps (projection)" for name in HORIZONS_H) + " |",
-              "|---" * (3 + len(HORIZONS_H)) + "|"]  # fmt: skip
+    lines += [f"| run | frames measured | RSS slope, MB / {PER:,} frames: all rows / second half | "
+              + " | ".join(f"RSS after {name} at {FPS:g} fps (projection: all / second half)" for name in HORIZONS_H)
+              + " |", "|---" * (3 + len(HORIZONS_H)) + "|"]  # fmt: skip
     for run in runs:
         span = f"{int(run.frames[0]):,}-{int(run.frames[-1]):,}"
-        projected = " | ".join(f"{run.projection(h):.0f} MB" for h in HORIZONS_H.values())
-        lines.append(f"| {run.label} | {span} | {run.slope('rss_mb'):+.2f} | {projected} |")
+        projected = " | ".join(
+            f"{run.projection(h):.0f} / {run.projection(h, late=True):.0f} MB" for h in HORIZONS_H.values()
+        )
+        slopes = f"{run.slope('rss_mb'):+.2f} / {run.slope('rss_mb', late=True):+.2f}"
+        lines.append(f"| {run.label} | {span} | {slopes} | {projected} |")
     return "\n".join(lines)
 
 
@@ -162,7 +175,13 @@ def main() -> None:
             run.label: {
                 "frames": [int(run.frames[0]), int(run.frames[-1])],
                 "slope_mb_per_100k": {key: round(run.slope(key), 3) for key in FIGURES},
+                "slope_mb_per_100k_second_half": {
+                    key: round(run.slope(key, late=True), 3) for key in FIGURES
+                },
                 "projection_rss_mb": {name: round(run.projection(h), 1) for name, h in HORIZONS_H.items()},
+                "projection_rss_mb_second_half": {
+                    name: round(run.projection(h, late=True), 1) for name, h in HORIZONS_H.items()
+                },
             }
             for run in runs
         }

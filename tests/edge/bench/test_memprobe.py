@@ -229,9 +229,18 @@ def test_memory_slope_fits_per_100k_frames_and_projects_at_30_fps(
     argv = ["memory_slope.py", str(result), "--labels", "replay", "--json", str(out_json), "--png", str(png)]
     monkeypatch.setattr(sys, "argv", argv)
     slope_script.main()
-    assert "| replay | 25,000-100,000 | +2.00 |" in capsys.readouterr().out
+    assert "| replay | 25,000-100,000 | +2.00 / +2.00 |" in capsys.readouterr().out
     assert json.loads(out_json.read_text())["replay"]["slope_mb_per_100k"]["rss_mb"] == 2.0
     assert png.stat().st_size > 0
+
+
+def test_memory_slope_of_the_second_half_shows_a_growth_that_levels_off(tmp_path: Path) -> None:
+    slope_script = load_bench_script("memory_slope")
+    run = slope_script.Run.load(
+        soak_result(tmp_path / "soak.json", [100.0, 101.0, 101.5, 101.5, 101.5, 101.5]), "x"
+    )
+    assert run.slope("rss_mb") > 0.5 and run.slope("rss_mb", late=True) == pytest.approx(0.0, abs=1e-9)
+    assert run.projection(24 * 7, late=True) == pytest.approx(101.5)
 
 
 def test_memory_slope_names_a_result_without_probe_rows(tmp_path: Path, monkeypatch) -> None:
