@@ -144,6 +144,7 @@ def keep_native(kept: list[np.ndarray]) -> None:
 
 
 def test_memray_names_the_function_that_keeps_native_buffers(tmp_path: Path) -> None:
+    pytest.importorskip("memray", reason="memray is in the memory extra (part of dev), not installed here")
     probe = memprobe.MemrayProbe(tmp_path / "native.bin")
     kept: list[np.ndarray] = []
     probe.start()
