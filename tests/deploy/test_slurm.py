@@ -147,6 +147,42 @@ def test_sbatch_is_shellcheck_clean(require_tool: Callable[[str, str], str]) -> 
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# A job (or every task of an array) is over in these states; its exit code is then final.
+FINISHED_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY",
+                   "BOOT_FAIL", "DEADLINE"}  # fmt: skip
+
+
+def sbatch_and_wait(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """``sbatch --wait ARGS``, answered within half a second of the job's end.
+
+    ``sbatch --wait`` polls after 2, 10, 42, 74... s (its sleep grows x4 up to 32 s), so a
+    15 s job costs a test 42 s and a 45 s one 74 s. This polls ``scontrol show job`` instead and
+    returns like sbatch: the highest exit code over the array's tasks, stderr naming the states."""
+    submitted = subprocess.run(["sbatch", "--parsable", *args], env=env, capture_output=True, text=True,
+                               timeout=60, cwd=cwd)  # fmt: skip
+    if submitted.returncode != 0:
+        return submitted
+    job = submitted.stdout.strip().split(";")[0]
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = subprocess.run(["scontrol", "-o", "show", "job", job], env=env, capture_output=True, text=True,
+                               timeout=30)  # fmt: skip
+        records = [dict(field.split("=", 1) for field in line.split() if "=" in field)
+                   for line in shown.stdout.splitlines() if line.strip()]  # fmt: skip
+        states = [record.get("JobState", "") for record in records]
+        if shown.returncode == 0 and states and all(state in FINISHED_STATES for state in states):
+            # ExitCode=STATUS:SIGNAL; a task killed by a signal counts as 1, as sbatch --wait does.
+            codes = [int(code) if signal == "0" else 1
+                     for code, signal in (record["ExitCode"].split(":") for record in records)]  # fmt: skip
+            return subprocess.CompletedProcess(submitted.args, max(codes), job, f"job {job}: {states}")
+        if time.monotonic() > deadline:
+            subprocess.run(["scancel", job], env=env, timeout=30)
+            raise TimeoutError(f"SLURM job {job} still {states} after {timeout:.0f} s: {shown.stderr}")
+        time.sleep(0.5)
+
+
 def _job_env(cluster: dict[str, str], tmp_path: Path, **extra: str) -> dict[str, str]:
     data = _dataset(tmp_path / "data")
     return {
@@ -173,10 +209,9 @@ def test_sbatch_trains_with_two_ranks(
     """srun: 2 SLURM tasks, one rank each; torchrun: 1 task running torchrun with 2 ranks (c10d)."""
     env = _job_env(slurm_cluster, tmp_path, LAUNCHER=launcher, NPROC_PER_NODE="2")
     log = tmp_path / "job.out"
-    result = subprocess.run(
-        ["sbatch", "--wait", *CPU_SHAPE, *shape, f"--output={log}", "--export=ALL", str(SBATCH)],
-        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
-    )  # fmt: skip
+    result = sbatch_and_wait(
+        [*CPU_SHAPE, *shape, f"--output={log}", "--export=ALL", str(SBATCH)], env, tmp_path
+    )
     text = log.read_text() if log.exists() else ""
     assert result.returncode == 0, f"{result.stderr}\n{text[-3000:]}"
     assert "rank 0/2" in text and "rank 1/2" in text, text[-3000:]
@@ -248,10 +283,9 @@ def test_tune_array_of_two_workers_shares_one_study(slurm_cluster: dict[str, str
     out = tmp_path / "tune"
     env = {**_job_env(slurm_cluster, tmp_path), "TRIALS": "4", "OUT": str(out), "DEVICE": "cpu",
            "EXTRA_ARGS": f"--workers 0 --space {space} --pruner none"}  # fmt: skip
-    result = subprocess.run(
-        ["sbatch", "--wait", "--array=0-1", "--nodes=1", "--gpus-per-task=0", "--cpus-per-task=1",
-         f"--output={tmp_path}/tune-%a.out", "--export=ALL", str(TUNE_SBATCH)],
-        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    result = sbatch_and_wait(
+        ["--array=0-1", "--nodes=1", "--gpus-per-task=0", "--cpus-per-task=1",
+         f"--output={tmp_path}/tune-%a.out", "--export=ALL", str(TUNE_SBATCH)], env, tmp_path,
     )  # fmt: skip
     logs = [
         (tmp_path / f"tune-{i}.out").read_text() for i in range(2) if (tmp_path / f"tune-{i}.out").exists()
@@ -279,10 +313,9 @@ def test_tune_worker_can_be_a_torchrun_ddp_run(slurm_cluster: dict[str, str], tm
     env = {**_job_env(slurm_cluster, tmp_path), "TRIALS": "2", "OUT": str(out), "DEVICE": "cpu",
            "RANKS_PER_WORKER": "2", "EXTRA_ARGS": f"--workers 0 --space {space} --pruner none"}  # fmt: skip
     log = tmp_path / "tune-0.out"
-    result = subprocess.run(
-        ["sbatch", "--wait", "--array=0-0", "--nodes=1", "--ntasks=1", "--gpus-per-task=0", "--cpus-per-task=2",
-         f"--output={log}", "--export=ALL", str(TUNE_SBATCH)],
-        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    result = sbatch_and_wait(
+        ["--array=0-0", "--nodes=1", "--ntasks=1", "--gpus-per-task=0", "--cpus-per-task=2",
+         f"--output={log}", "--export=ALL", str(TUNE_SBATCH)], env, tmp_path,
     )  # fmt: skip
     text = log.read_text() if log.exists() else ""
     assert result.returncode == 0, f"{result.stderr}\n{text[-3000:]}"

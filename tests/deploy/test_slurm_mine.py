@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from stopsign.train.data.cli import main as edge_data
-from tests.deploy.test_slurm import CPU_SHAPE, REPO, slurm_cluster  # noqa: F401 - the fixture
+from tests.deploy.test_slurm import CPU_SHAPE, REPO, sbatch_and_wait, slurm_cluster  # noqa: F401 - the fixture
 from tests.train.data.mine.helpers import made_up_drives
 
 MINE_SBATCH = REPO / "deploy" / "slurm" / "mine.sbatch"
@@ -47,22 +47,10 @@ def test_mine_array_and_merge_equal_a_single_run(slurm_cluster: dict[str, str], 
         "OMP_NUM_THREADS": "1",
     }
     for step, array in (("shard", "--array=0-1"), ("merge", "--array=0")):
-        result = subprocess.run(
-            [
-                "sbatch",
-                "--wait",
-                array,
-                *CPU_SHAPE,
-                f"--output={tmp_path}/{step}-%a.out",
-                f"--export=ALL,STEP={step}",
-                str(MINE_SBATCH),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=tmp_path,
-        )
+        result = sbatch_and_wait(
+            [array, *CPU_SHAPE, f"--output={tmp_path}/{step}-%a.out", f"--export=ALL,STEP={step}", str(MINE_SBATCH)],
+            env, tmp_path,
+        )  # fmt: skip
         logs = "\n".join(p.read_text()[-2000:] for p in sorted(tmp_path.glob(f"{step}-*.out")))
         assert result.returncode == 0, f"{step}: {result.stderr}\n{logs}"
     assert sorted(p.name for p in (out / "shards").iterdir()) == ["0", "1"]
