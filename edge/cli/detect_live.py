@@ -25,7 +25,8 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
     live.add_argument(
         "--view-width",
         type=int,
-        help="frames are scaled to this width for the page (default 640; 0: full size, ~2.7x the CPU)",
+        help="frames are scaled to this width for the page and for Foxglove (default 640; 0: full size, "
+        "~2.7x the CPU)",
     )
     live.add_argument(
         "--view-token-file", help="file holding the token a request must carry (?token= or Bearer)"
@@ -67,5 +68,11 @@ def make_live_sinks(config: DetectConfig, class_names: Sequence[str], tracker: A
         from stopsign.edge.sinks.foxglove import FoxgloveConfig, FoxgloveSink
 
         host, port = parse_listen_address(config.foxglove, "--foxglove")
-        sinks.append(FoxgloveSink(FoxgloveConfig(host, port, config.foxglove_fps), class_names, tracks))
+        sinks.append(
+            FoxgloveSink(
+                FoxgloveConfig(host, port, config.foxglove_fps, max_width=config.view_width),
+                class_names,
+                tracks,
+            )
+        )
     return sinks

@@ -37,14 +37,24 @@ MESSAGE_DATA = 0x01  # server binary opcode: subscription id u32, log time u64, 
 def message_class(channel: dict[str, Any]) -> Any:
     """The protobuf class of an advertised channel, built from the schema it carries (base64
     FileDescriptorSet): the client knows nothing of Foxglove's types in advance."""
+    assert channel["encoding"] == "protobuf" and channel["schemaEncoding"] == "protobuf"
+    return class_from_schema(base64.b64decode(channel["schema"]), channel["schemaName"])
+
+
+def class_from_schema(descriptor_set: bytes, name: str) -> Any:
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-    assert channel["encoding"] == "protobuf" and channel["schemaEncoding"] == "protobuf"
-    files = descriptor_pb2.FileDescriptorSet.FromString(base64.b64decode(channel["schema"]))
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
     pool = descriptor_pool.DescriptorPool()
     for proto in files.file:
         pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(channel["schemaName"]))
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
+
+
+def decoded(message: Any) -> Any:
+    """An SDK message as a client reads it: its protobuf bytes, parsed with its own schema."""
+    schema = message.get_schema()
+    return class_from_schema(schema.data, schema.name).FromString(message.encode())
 
 
 async def first_messages(
@@ -84,11 +94,17 @@ async def first_messages(
 
 @pytest.mark.gstreamer
 @requires_gstreamer
-def test_client_decodes_image_and_annotations(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("width_args", "size"), [((), (640, 360)), (("--view-width", "320"), (320, 180))])
+def test_client_decodes_image_and_annotations(
+    width_args: tuple[str, ...], size: tuple[int, int], tmp_path: Path
+) -> None:
+    """The drive's 640x360 frames as published: full size by default (640 px), halved with
+    ``--view-width 320`` (boxes in the published image's pixels)."""
+    width, height = size
     source = f"gst://filesrc location={DRIVE / 'video.mp4'} ! decodebin ! identity sync=true"
     process = subprocess.Popen(
         [sys.executable, "-m", "stopsign.edge.cli.detect", "--source", source, "--no-live",
-         "--foxglove", "127.0.0.1:0", "--events", str(tmp_path / "events.jsonl")],
+         "--foxglove", "127.0.0.1:0", "--events", str(tmp_path / "events.jsonl"), *width_args],
         stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
     assert process.stderr is not None
@@ -114,13 +130,13 @@ def test_client_decodes_image_and_annotations(tmp_path: Path) -> None:
     )
     assert image.format == "jpeg" and image.frame_id == "camera"
     decoded = cv2.imdecode(np.frombuffer(image.data, np.uint8), cv2.IMREAD_COLOR)
-    assert decoded.shape == (360, 640, 3)
+    assert decoded.shape == (height, width, 3)
     annotation_class = message_class(channels["/stopsign/annotations"])
     with_boxes = [a for a in map(annotation_class.FromString, payloads["/stopsign/annotations"]) if a.points]
     assert with_boxes, "no box in the first five published frames' annotations"
     box = with_boxes[0].points[0]
     assert len(box.points) == 4 and box.type == 2  # LINE_LOOP through the corners
-    assert all(0 <= p.x <= 640 and 0 <= p.y <= 360 for p in box.points)
+    assert all(0 <= p.x <= width and 0 <= p.y <= height for p in box.points)
     assert box.timestamp.seconds > 1.7e9  # wall-clock time, the same as its image's
     # The health and event channels are advertised as JSON.
     assert channels["/stopsign/health"]["encoding"] == "json"
@@ -141,7 +157,10 @@ def test_stalled_client_does_not_hold_the_publisher() -> None:
     from stopsign.edge.vision.detections import Detections
     from stopsign.edge.vision.frame import Frame
 
-    sink = FoxgloveSink(FoxgloveConfig(port=0, fps=20.0, jpeg_quality=95, backlog=4), ["stop_sign"])
+    # Full-size 720p noise at quality 95: messages large enough to fill the stalled socket.
+    sink = FoxgloveSink(
+        FoxgloveConfig(port=0, fps=20.0, jpeg_quality=95, backlog=4, max_width=0), ["stop_sign"]
+    )
     sink.open()
     noise = np.random.default_rng(0).integers(0, 256, (720, 1280, 3), dtype=np.uint8)
     dets = Detections(np.array([[40, 30, 90, 80]], np.float32), np.array([0.9], np.float32), np.array([0]))
@@ -185,3 +204,55 @@ def test_stalled_client_does_not_hold_the_publisher() -> None:
     finally:
         sink.close()
     assert published >= 12, f"{published} frames published in 2 s at 20 fps with a stalled subscriber"
+
+
+@pytest.mark.parametrize(("max_width", "frame", "sent"), [(640, (720, 1280), (360, 640)), (0, (720, 1280), (720, 1280)),
+                                                         (640, (270, 480), (270, 480))])  # fmt: skip
+def test_frames_and_their_annotations_are_scaled_to_the_width(
+    max_width: int, frame: tuple[int, int], sent: tuple[int, int]
+) -> None:
+    """What a Foxglove client gets: the frame scaled to ``max_width``, the boxes, labels and tiles
+    scaled with it (a box drawn on the frame's pixels would miss the sign in the scaled image)."""
+    from stopsign.edge.runtime.health import FrameTimings
+    from stopsign.edge.sinks import FrameResult
+    from stopsign.edge.sinks.foxglove import FoxgloveConfig, FoxgloveSink
+    from stopsign.edge.sinks.live import Snapshot, TrackOverlay
+    from stopsign.edge.vision.detections import Detections
+    from stopsign.edge.vision.frame import Frame
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.logged: list[Any] = []
+
+        def log(self, message: Any, log_time: int) -> None:
+            self.logged.append(message)
+
+    sink = FoxgloveSink(FoxgloveConfig(port=0, max_width=max_width), ["stop_sign"])
+    sink._channels = {"image": Recorder(), "annotations": Recorder()}
+    sink.on_event({"event": "tiles", "tiles": ["0,100,320,160"]})
+    dets = Detections(
+        np.array([[400, 200, 480, 280]], np.float32), np.array([0.9], np.float32), np.array([0])
+    )
+    track = TrackOverlay(7, (400.0, 200.0, 480.0, 280.0), 0.9, True, 12.0)
+    image = np.full((*frame, 3), 90, np.uint8)
+    sink._publish_frame(Snapshot(1, FrameResult(Frame(0, 0, 0, image), dets, FrameTimings()), (track,)))
+    jpeg = decoded(sink._channels["image"].logged[0]).data
+    assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape[:2] == sent
+    scale = sent[1] / frame[1]
+    annotations = decoded(sink._channels["annotations"].logged[0])
+    detection, confirmed, tile = ([v for p in a.points for v in (p.x, p.y)] for a in annotations.points)
+    box = [400, 200, 480, 200, 480, 280, 400, 280]
+    assert detection == pytest.approx([v * scale for v in box])
+    assert confirmed == pytest.approx([v * scale for v in box])
+    assert tile == pytest.approx([v * scale for v in (0, 100, 320, 100, 320, 260, 0, 260)])
+    label = annotations.texts[0].position
+    assert (label.x, label.y) == pytest.approx((400 * scale, 200 * scale - 4))  # 4 px above, as shown
+
+
+def test_a_bad_foxglove_width_is_named() -> None:
+    from stopsign.edge.sinks.foxglove import FoxgloveConfig, FoxgloveConfigError
+
+    with pytest.raises(
+        FoxgloveConfigError, match="foxglove width must be 0 \\(full size\\) or 160-7680 px, got 100"
+    ):
+        FoxgloveConfig(max_width=100)
