@@ -208,6 +208,17 @@ def markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def severity_curve(
+    clean: dict[str, Any], rows: dict[str, dict[str, Any]], key: str
+) -> tuple[list[int], list[float]]:
+    """One corruption's curve: severity 0 (the clean score) then each measured severity, ascending.
+
+    Merged runs (``--from-json``) hold severities in the order they were measured (e.g. 3, 5, 1, 2, 4),
+    so the keys are sorted here; ``key`` is ``map50`` or ``recall``."""
+    severities = sorted(rows, key=int)
+    return [0, *(int(v) for v in severities)], [clean[key], *(rows[v][key] for v in severities)]
+
+
 def plot(results: list[dict[str, Any]], out: Path) -> None:
     import matplotlib
 
@@ -220,9 +231,8 @@ def plot(results: list[dict[str, Any]], out: Path) -> None:
     for m, r in enumerate(results):
         tag = Path(r["model"]).stem
         for k, (name, rows) in enumerate(r["corruptions"].items()):
-            xs = [0, *(int(v) for v in rows)]
             for ax, key in zip(axes, ("map50", "recall")):
-                ys = [r["clean"][key], *(rows[v][key] for v in rows)]
+                xs, ys = severity_curve(r["clean"], rows, key)
                 label = name if len(results) == 1 else f"{tag}: {name}"
                 ax.plot(xs, ys, styles[m % len(styles)], color=colours(k), marker="o", ms=3, label=label)
     axes[0].set_ylabel("mAP@0.5")

@@ -58,6 +58,16 @@ def test_runs_merges_and_repeats(tmp_path: Path) -> None:
     assert plot.stat().st_size > 0
 
 
+def test_a_merged_run_is_plotted_in_severity_order() -> None:
+    """Runs merged with --from-json keep severities in the order they were measured; the curve sorts them."""
+    script = load_bench_script("corruptions")
+    rows = {v: {"map50": 1.0 - int(v) / 10, "recall": 0.9 - int(v) / 10} for v in ("3", "5", "1", "2", "4")}
+    xs, ys = script.severity_curve({"map50": 0.95, "recall": 0.92}, rows, "map50")
+    assert xs == [0, 1, 2, 3, 4, 5]
+    assert ys == pytest.approx([0.95, 0.9, 0.8, 0.7, 0.6, 0.5])
+    assert script.severity_curve({"map50": 0.95, "recall": 0.92}, rows, "recall")[1][0] == 0.92
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [(["--model", "missing.onnx"], "model missing.onnx does not exist"), (["--data", "nowhere"], "nowhere")],
