@@ -42,8 +42,10 @@ from stopsign.edge.sinks.live import (
     Snapshot,
     TrackProvider,
     is_loopback,
+    scaled_to_width,
     snapshot_tracks,
     tiles_from_event,
+    width_problem,
 )
 
 log = logging.getLogger("stopsign.edge.sinks.foxglove")
@@ -88,10 +90,9 @@ class FoxgloveConfig:
             )
         if not 0 < self.fps <= 60:
             raise FoxgloveConfigError(f"foxglove fps must be in (0, 60], got {self.fps}")
-        if self.max_width != 0 and not 160 <= self.max_width <= 7680:
-            raise FoxgloveConfigError(
-                f"foxglove width must be 0 (full size) or 160-7680 px, got {self.max_width}"
-            )
+        problem = width_problem(self.max_width, "foxglove")
+        if problem is not None:
+            raise FoxgloveConfigError(problem)
 
 
 class FoxgloveSink(Sink):
@@ -207,13 +208,7 @@ class FoxgloveSink(Sink):
     def _publish_frame(self, snapshot: Snapshot) -> None:
         from foxglove.messages import CompressedImage, Timestamp
 
-        image = snapshot.result.frame.image
-        height, width = image.shape[:2]
-        scale = 1.0
-        if self.config.max_width and width > self.config.max_width:
-            scale = self.config.max_width / width
-            size = (self.config.max_width, max(1, round(height * scale)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        image, scale = scaled_to_width(snapshot.result.frame.image, self.config.max_width)
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
         if not ok:
             raise ValueError(f"cv2.imencode failed on a {image.shape} frame")

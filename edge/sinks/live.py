@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from typing import Any
 
+import numpy as np
+
 from stopsign.edge.sinks.base import FrameResult
 
 DEFAULT_HOST = "127.0.0.1"
@@ -160,3 +162,22 @@ def missing_libraries(view: bool, foxglove: bool) -> str | None:
     if not missing:
         return None
     return f"{', '.join(missing)} not installed: pip install 'stopsign-edge[live]'"
+
+
+def width_problem(max_width: int, what: str) -> str | None:
+    """Why ``max_width`` is no width a live output can scale to (0 means full size), or None."""
+    if max_width != 0 and not 160 <= max_width <= 7680:
+        return f"{what} width must be 0 (full size) or 160-7680 px, got {max_width}"
+    return None
+
+
+def scaled_to_width(image: np.ndarray, max_width: int) -> tuple[np.ndarray, float]:
+    """``image`` scaled down to ``max_width`` (0: never) and the factor applied to its pixels."""
+    import cv2
+
+    height, width = image.shape[:2]
+    if not max_width or width <= max_width:
+        return image, 1.0
+    scale = max_width / width
+    size = (max_width, max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale  # boxes stay legible

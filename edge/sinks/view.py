@@ -48,9 +48,11 @@ from stopsign.edge.sinks.live import (
     TrackProvider,
     is_loopback,
     parse_listen_address,
+    scaled_to_width,
     snapshot_tracks,
     tiles_from_event,
     url_host,
+    width_problem,
 )
 
 log = logging.getLogger("stopsign.edge.sinks.view")
@@ -82,8 +84,9 @@ class ViewConfig:
     def __post_init__(self) -> None:
         if not 0 < self.fps <= 60:
             raise ViewConfigError(f"view fps must be in (0, 60], got {self.fps}")
-        if self.max_width != 0 and not 160 <= self.max_width <= 7680:
-            raise ViewConfigError(f"view width must be 0 (full size) or 160-7680 px, got {self.max_width}")
+        problem = width_problem(self.max_width, "view")
+        if problem is not None:
+            raise ViewConfigError(problem)
         if self.token is not None and len(self.token) < MIN_TOKEN_CHARS:
             raise ViewConfigError(
                 f"view token has {len(self.token)} characters; use at least {MIN_TOKEN_CHARS} "
@@ -367,11 +370,7 @@ class ViewSink(Sink):
             self._canvas = np.empty_like(image)
         np.copyto(self._canvas, image)
         annotate(self._canvas, snapshot.result, self._names, snapshot.tracks, self._tiles)
-        shown = self._canvas
-        height, width = shown.shape[:2]
-        if self.config.max_width and width > self.config.max_width:
-            size = (self.config.max_width, max(1, round(height * self.config.max_width / width)))
-            shown = cv2.resize(shown, size, interpolation=cv2.INTER_AREA)  # the boxes stay legible
+        shown, _ = scaled_to_width(self._canvas, self.config.max_width)
         ok, data = cv2.imencode(".jpg", shown, [cv2.IMWRITE_JPEG_QUALITY, self.config.jpeg_quality])
         if not ok:
             raise ValueError(f"cv2.imencode failed on a {image.shape} frame")
