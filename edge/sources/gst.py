@@ -10,7 +10,8 @@ Faults: bus errors, end-of-stream from an endless source (a network camera whose
 away) and a watchdog (no frame for ``stall_timeout_s``, or ``open_timeout_s`` for a rebuilt
 pipeline's first frame; an unplugged USB camera may post no bus message at all) tear the
 pipeline down and rebuild it with a backoff doubling from ``backoff_initial_s`` to
-``backoff_max_s``; each state change is reported.
+``backoff_max_s``; each state change is reported. After a teardown the heap's free pages go
+back to the kernel (``heap.py``), so thousands of rebuilds do not creep RSS up.
 
 Across a rebuild a live source keeps one timeline: each new pipeline's timestamps restart near
 zero, so they are shifted to continue from the last delivered frame plus the wall-clock time the
@@ -31,6 +32,7 @@ import numpy as np
 
 from stopsign.edge.sources import gst_loader
 from stopsign.edge.sources.base import Source, SourceError, SourceOpenError, SourceOptions, StatusReport
+from stopsign.edge.sources.heap import release_free_heap
 from stopsign.edge.sources.launch import SINK_NAME, LaunchCandidate, full_line
 from stopsign.edge.vision.frame import NO_TIMESTAMP, Frame
 
@@ -214,6 +216,7 @@ class GstSource(Source):
         if self._gen is not None:
             self._teardown(self._gen)
             self._gen = None
+            release_free_heap()  # after the last reference: the pipeline's blocks are freed by now
         self._state = "eos" if self._eos else "closed"
 
     # --- pipeline lifecycle -------------------------------------------------------------------
@@ -286,6 +289,7 @@ class GstSource(Source):
         if self._gen is not None:
             self._teardown(self._gen)
             self._gen = None
+            release_free_heap()
         if self._state == "running":
             self._down_since_ns = now
             self._report("source_stalled", self._down_fields(reason, now))
