@@ -4,7 +4,8 @@ per-epoch validation, checkpoints (last, best, every N epochs), resume and early
 Run folder::
 
     RUN/config.yaml           effective configuration (loads back with --config)
-    RUN/results.csv, .png     per-epoch losses, metrics and learning rates
+    RUN/results.csv, .png     per-epoch losses, metrics and learning rates (the .png redrawn at most
+                              once a minute, and at the end: run_log.py)
     RUN/weights/last          checkpoint after the latest epoch (with train state: --resume)
     RUN/weights/best          checkpoint with the best fitness (0.1 mAP50 + 0.9 mAP50-95)
     RUN/weights/epoch_N       every --save-period epochs (with train state: roll back to it)

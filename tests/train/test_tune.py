@@ -124,7 +124,7 @@ def test_a_killed_worker_is_resumed_and_its_trial_retried(tiny_data: Path, tmp_p
     # Started again (with fewer epochs, to be quick): trial 0 is found RUNNING with its worker
     # gone, failed, and its parameters run again; the study then reaches its 2 trials.
     proc = subprocess.run(
-        [*command[:-4], "--epochs", "2", "--pruner", "none"], capture_output=True, text=True
+        [*command[:-4], "--epochs", "1", "--pruner", "none"], capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "trials [0] were left running by a worker that is gone" in proc.stdout
