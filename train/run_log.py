@@ -3,8 +3,8 @@ scalars when the ``tensorboard`` package is installed, and results.png curves.
 
 results.png is redrawn after an epoch only when the last drawing is ``plot_interval_s`` old (a
 minute by default), and always when the log is closed at the end of the run: drawing its 13 panels
-takes ~2 s on a 2-core CPU, longer than a small model's epoch on small data. An epoch of real
-training is longer than the interval, so the curves still follow every epoch there.
+takes ~1 s on a 2-core CPU (2 s with a tight layout), as long as a small model's epoch on small
+data. An epoch of real training is longer than the interval, so the curves follow every epoch there.
 """
 
 from __future__ import annotations
