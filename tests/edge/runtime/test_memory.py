@@ -44,9 +44,11 @@ def growth_after_warmup(samples: list[list[float]]) -> float:
 def guard_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict]:
     """Both measured processes, started together: {leak bytes: their JSON}."""
     root = tmp_path_factory.mktemp("rss_guard")
-    # 64x64: the loop's own per-frame work (source, tracker, sinks) is what the guard is for; a
-    # larger input only makes ONNX Runtime's share of the 20k frames longer.
-    model = export_tiny(root / "tiny64.onnx", size=64)
+    # 32x32, the smallest input the strides allow: the loop's own per-frame work (source,
+    # tracker, sinks) is what the guard is for; a larger input only makes ONNX Runtime's share of
+    # the 20k frames longer (at 64x64 it was 2.0 of 2.9 ms a frame). This random model finds
+    # nothing in the test pattern at 64x64 either, so the tracker and sinks do the same work.
+    model = export_tiny(root / "tiny32.onnx", size=32)
     runs = {}
     for leak in (0, LEAK_BYTES):
         out = root / f"leak{leak}"
