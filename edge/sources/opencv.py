@@ -15,6 +15,7 @@ from collections.abc import Callable
 import cv2
 
 from stopsign.edge.sources.base import Source, SourceOpenError, SourceOptions, StatusReport
+from stopsign.edge.sources.heap import release_free_heap
 from stopsign.edge.vision.frame import Frame
 
 
@@ -136,6 +137,7 @@ class OpenCvSource(Source):
         if self._capture is not None:
             self._capture.release()
             self._capture = None
+            release_free_heap()  # the decoder's freed blocks, as after a GStreamer teardown
 
     def close(self) -> None:
         self._release()

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from stopsign.edge.sources import gst as gst_module
+from stopsign.edge.sources import opencv as opencv_module
 from stopsign.edge.sources.base import SourceOptions
 from stopsign.edge.sources.factory import open_source
 from stopsign.edge.sources.heap import release_free_heap
@@ -88,3 +89,20 @@ def test_teardowns_release_the_heap_once_the_pipeline_is_dropped(monkeypatch: py
     finally:
         source.close()
     assert calls == [True, True], "closing releases the heap too"
+
+
+def test_the_opencv_fallback_releases_the_heap_when_its_capture_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.edge.sources.test_opencv_reconnect import DRIVE_VIDEO, read_all
+
+    calls: list[bool] = []
+    source = opencv_module.OpenCvSource(str(DRIVE_VIDEO), live=False)
+    monkeypatch.setattr(
+        opencv_module, "release_free_heap", lambda: calls.append(source._capture is None) or True
+    )
+    source.open()
+    read_all(source, 5)
+    assert calls == []  # never on the frame path
+    source.close()
+    assert calls == [True]
