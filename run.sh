@@ -2,7 +2,8 @@
 # stopsign-edge set-up and entry point. Two commands, on a fresh Debian/Ubuntu machine or a Jetson:
 #   ./run.sh demo   set up .venv (runtime extras) and run edge-detect on the bundled sample drive
 #   ./run.sh test   install the system packages the tests need, set up .venv (dev extras), run the tests
-# Extra arguments after `test` go to pytest (e.g. ./run.sh test -m "not slow").
+# Extra arguments after `test` go to pytest (e.g. ./run.sh test -m "not slow"). The tests run on
+# TEST_WORKERS pytest-xdist workers (default 2, the CI machine's cores; 0: in this process, serially).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -77,7 +78,7 @@ case "${1:-}" in
     shift
     apt_install "${APT_TEST_PACKAGES[@]}"
     make_venv "dev"
-    exec "$VENV/bin/python" -m pytest "$@"
+    exec "$VENV/bin/python" -m pytest -n "${TEST_WORKERS:-2}" --durations=25 "$@"
     ;;
   *)
     echo "usage: ./run.sh demo | ./run.sh test [pytest args]" >&2

@@ -189,7 +189,10 @@ def _job_env(cluster: dict[str, str], tmp_path: Path, **extra: str) -> dict[str,
         **cluster,
         "DATA": str(data), "REPO": str(REPO), "VENV": str(Path(sys.executable).parent.parent), "DEVICE": "cpu",
         "IMG": "64", "EPOCHS": "1", "BATCH": "4", "PROJECT": str(tmp_path / "runs"), "NAME": "slurm",
-        "EXTRA_ARGS": "--workers 0 --cfg yolov5n", "OMP_NUM_THREADS": "1", **extra,
+        "EXTRA_ARGS": "--workers 0 --cfg yolov5n", "OMP_NUM_THREADS": "1",
+        # The script's default port is 20000 + job id, and every test cluster's first job is job 1:
+        # two tests at once (run.sh runs two test workers) would both listen on 20001.
+        "MASTER_PORT": str(_free_port()), **extra,
     }  # fmt: skip
 
 
