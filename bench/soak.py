@@ -213,27 +213,33 @@ def sample(
 
 
 def blocks(samples: list[dict[str, float]], beats: list[dict], block: int) -> list[dict[str, float | None]]:
-    """One row per ``block`` frames: the last sample before the block's end, and its heartbeats."""
+    """One row per ``block`` frames: the last sample before the block's end, the range of RSS over
+    the block's samples (min, median, max: a process that gives freed heap back swings between what
+    its pipeline holds and less, so one sample is a phase, the block's max is its envelope), and
+    its heartbeats."""
     rows: list[dict[str, float | None]] = []
     if not beats:
         return rows
-    end = block
+    end, start_ns = block, 0
     while end <= beats[-1]["frame"] + 1:
         inside = [b for b in beats if end - block <= b["frame"] < end and b.get("p99_ms") is not None]
         end_ns = max((b["monotonic_ns"] for b in beats if b["frame"] < end), default=0)
         before = [s for s in samples if s["monotonic_ns"] <= end_ns] or samples[:1]
         last = before[-1]
+        rss = [s["rss_mb"] for s in before if s["monotonic_ns"] > start_ns] or [last["rss_mb"]]
         p99 = [b["p99_ms"] for b in inside]
         rows.append({
             "frames": end,
             "rss_mb": round(last["rss_mb"], 1), "rss_anon_mb": last.get("rss_anon_mb"),
+            "rss_block_min_mb": round(min(rss), 2), "rss_block_median_mb": round(statistics.median(rss), 2),
+            "rss_block_max_mb": round(max(rss), 2),
             "rss_file_mb": last.get("rss_file_mb"), "fds": last["fds"], "threads": last["threads"],
             "events_bytes": last["events_bytes"],
             "p50_ms_median": round(statistics.median(b["p50_ms"] for b in inside), 2) if inside else None,
             "p99_ms_median": round(statistics.median(p99), 2) if p99 else None,
             "p99_ms_max": round(max(p99), 2) if p99 else None,
         })  # fmt: skip
-        end += block
+        end, start_ns = end + block, end_ns
     return rows
 
 

@@ -74,3 +74,37 @@ def test_a_source_that_does_not_fit_the_mode_is_an_error(
     with pytest.raises(SystemExit) as exit_info:
         soak.main()
     assert exit_info.value.code == 2
+
+
+def beat(frame: int, t_s: float) -> dict:
+    return {"monotonic_ns": int(t_s * 1e9), "frame": frame, "fps": 100.0, "p50_ms": 1.0, "p99_ms": 2.0}
+
+
+def sample_at(t_s: float, rss: float) -> dict:
+    return {
+        "t_s": t_s,
+        "monotonic_ns": int(t_s * 1e9),
+        "rss_mb": rss,
+        "fds": 5,
+        "threads": 3,
+        "events_bytes": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("rss", "expected"),
+    [
+        # two blocks of 100 frames (heartbeats at 100 fps: block 1 ends at frame 90's beat, 0.9 s),
+        # four samples in each
+        ([100, 107, 100, 107, 101, 108, 101, 108], [(100, 103.5, 107), (101, 104.5, 108)]),
+        ([100, 100, 100, 100, 100, 100, 100, 130], [(100, 100, 100), (100, 100, 130)]),
+    ],
+)
+def test_each_block_has_the_range_of_its_own_samples(rss: list[float], expected: list[tuple]) -> None:
+    soak = load_bench_script("soak")
+    times = [0.2, 0.4, 0.6, 0.8, 1.2, 1.4, 1.6, 1.8]
+    samples = [sample_at(t, value) for t, value in zip(times, rss)]
+    beats = [beat(frame, frame / 100) for frame in range(10, 200, 10)] + [beat(199, 2.0)]
+    rows = soak.blocks(samples, beats, 100)
+    got = [(r["rss_block_min_mb"], r["rss_block_median_mb"], r["rss_block_max_mb"]) for r in rows]
+    assert got == expected
