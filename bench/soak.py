@@ -243,6 +243,16 @@ def blocks(samples: list[dict[str, float]], beats: list[dict], block: int) -> li
     return rows
 
 
+def envelope_growth(rows: list[dict[str, float | None]]) -> float | None:
+    """RSS growth, in %, from the first block's highest sample to the last block's: the goal's
+    measure when RSS swings within a block (``blocks``); None with fewer than two blocks."""
+    if len(rows) < 2:
+        return None
+    first, last = rows[0]["rss_block_max_mb"], rows[-1]["rss_block_max_mb"]
+    assert first is not None and last is not None
+    return round(100 * (last - first) / first, 2)
+
+
 def summarise(samples: list[dict[str, float]], beats: list[dict], warmup_s: float) -> dict[str, float | None]:
     after = [s for s in samples if s["t_s"] >= warmup_s] or samples
     p99 = [b["p99_ms"] for b in beats if b.get("p99_ms") is not None]
@@ -408,12 +418,16 @@ def main() -> None:
     samples, beats = sample_record.rows(), follower.record.rows()
     sample_record.close()
     follower.record.close()
+    rows = blocks(samples, beats, args.block) if args.frames else []
     result = {
         "config": {**vars(args)},
         "exit_code": code,
-        "summary": summarise(samples, beats, args.warmup_s),
+        "summary": {
+            **summarise(samples, beats, args.warmup_s),
+            "rss_block_max_growth_pct": envelope_growth(rows),
+        },
         "event_counts": follower.counts,
-        "blocks": blocks(samples, beats, args.block) if args.frames else [],
+        "blocks": rows,
         "probes": probe.rows if probe is not None else [],
         **probe_end,
         "samples": samples,

@@ -92,15 +92,17 @@ def sample_at(t_s: float, rss: float) -> dict:
 
 
 @pytest.mark.parametrize(
-    ("rss", "expected"),
+    ("rss", "expected", "growth_pct"),
     [
         # two blocks of 100 frames (heartbeats at 100 fps: block 1 ends at frame 90's beat, 0.9 s),
         # four samples in each
-        ([100, 107, 100, 107, 101, 108, 101, 108], [(100, 103.5, 107), (101, 104.5, 108)]),
-        ([100, 100, 100, 100, 100, 100, 100, 130], [(100, 100, 100), (100, 100, 130)]),
+        ([100, 107, 100, 107, 101, 108, 101, 108], [(100, 103.5, 107), (101, 104.5, 108)], 0.93),
+        ([100, 100, 100, 100, 100, 100, 100, 130], [(100, 100, 100), (100, 100, 130)], 30.0),
     ],
 )
-def test_each_block_has_the_range_of_its_own_samples(rss: list[float], expected: list[tuple]) -> None:
+def test_each_block_has_the_range_of_its_own_samples(
+    rss: list[float], expected: list[tuple], growth_pct: float
+) -> None:
     soak = load_bench_script("soak")
     times = [0.2, 0.4, 0.6, 0.8, 1.2, 1.4, 1.6, 1.8]
     samples = [sample_at(t, value) for t, value in zip(times, rss)]
@@ -108,3 +110,5 @@ def test_each_block_has_the_range_of_its_own_samples(rss: list[float], expected:
     rows = soak.blocks(samples, beats, 100)
     got = [(r["rss_block_min_mb"], r["rss_block_median_mb"], r["rss_block_max_mb"]) for r in rows]
     assert got == expected
+    assert soak.envelope_growth(rows) == growth_pct
+    assert soak.envelope_growth(rows[:1]) is None
