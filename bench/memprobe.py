@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from stopsign.edge.sources.base import Source
+from stopsign.edge.sources.heap import release_free_heap
 from stopsign.edge.vision.frame import Frame
 
 MB = 2**20
@@ -146,7 +147,6 @@ def _libc() -> ctypes.CDLL:
     libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
     libc.fclose.argtypes = [ctypes.c_void_p]
     libc.free.argtypes = [ctypes.c_void_p]
-    libc.malloc_trim.argtypes = [ctypes.c_size_t]
     return libc
 
 
@@ -202,8 +202,9 @@ def malloc_info() -> MallocInfo:
 
 
 def malloc_trim() -> bool:
-    """Give free heap memory back to the kernel (glibc ``malloc_trim(0)``); True when some was."""
-    return bool(_libc().malloc_trim(0))
+    """Give free heap memory back to the kernel (glibc ``malloc_trim(0)``, as a source does after a
+    teardown); True when some was."""
+    return release_free_heap()
 
 
 # --- Python's view ------------------------------------------------------------------------------

@@ -246,7 +246,9 @@ def test_a_paced_run_takes_frames_at_the_cameras_rate(model: Path) -> None:
     back_to_back = bench_e2e(model, "onnxruntime", GST_STILL, 15, warmup=2, rate=0)
     # Paced, the source sets the pace: never faster than 30 fps; and when a frame takes well under
     # its 33 ms slot, close to 30. Back to back, only the work sets it: faster than the camera.
-    assert paced.fps <= 31.5
+    # 15 frames span 14 intervals of the camera (plus one frame's work), so a perfectly paced run
+    # reads up to 30 * 15 / 14 = 32.1 fps; 1 % above that is the source's clock jitter.
+    assert paced.fps <= 30 * 15 / 14 * 1.01
     work_ms = statistics.median(s["total"] for s in back_to_back.frame_stages)
     if work_ms < 10:  # not a speed threshold: the comparison only means something when there is slack
         assert paced.fps >= 24
