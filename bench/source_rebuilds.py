@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from stopsign.edge.cli.machine import rss_mb
@@ -25,7 +26,7 @@ from stopsign.edge.sources.factory import make_source
 REPO = Path(__file__).resolve().parent.parent
 
 
-def timed_release(durations_ms: list[float], keep: bool):
+def timed_release(durations_ms: list[float], keep: bool) -> Callable[[], bool]:
     """The source's heap release, timed (or skipped, for the baseline)."""
     release = gst_source.release_free_heap
 

@@ -11,7 +11,7 @@ away) and a watchdog (no frame for ``stall_timeout_s``, or ``open_timeout_s`` fo
 pipeline's first frame; an unplugged USB camera may post no bus message at all) tear the
 pipeline down and rebuild it with a backoff doubling from ``backoff_initial_s`` to
 ``backoff_max_s``; each state change is reported. After a teardown the heap's free pages go
-back to the kernel (``heap.py``), so thousands of rebuilds do not creep RSS up.
+back to the kernel (``heap.py``), so RSS follows what is in use, not the heap's high-water mark.
 
 Across a rebuild a live source keeps one timeline: each new pipeline's timestamps restart near
 zero, so they are shifted to continue from the last delivered frame plus the wall-clock time the
