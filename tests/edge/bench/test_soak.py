@@ -39,7 +39,10 @@ def test_frames_mode_replays_the_drive_and_keeps_every_heartbeat(
     assert len(list(out.glob("events.jsonl.*"))) <= 3
     beats = result["latency"]
     assert beats and len(beats) >= result["summary"]["heartbeats"] >= 1
-    assert all(row["fds"] == result["blocks"][0]["fds"] for row in result["blocks"])
+    # No fd growth. A sample taken mid-rebuild sees one pipeline going and the next coming (the 1M
+    # replay soak saw 13-24 fds around its usual 20), so the rows may differ by that much, no more.
+    fds = [row["fds"] for row in result["blocks"]]
+    assert max(fds) - min(fds) <= 8, fds
 
 
 @requires_gstreamer
